@@ -1,0 +1,19 @@
+"""Tenant runtimes: where a tenant's ZenML server process lives."""
+
+from zenpro_local.runtime.base import (
+    InstanceInfo,
+    InstanceState,
+    RuntimeError_,
+    StopTimeouts,
+    TenantRuntime,
+    TenantSpec,
+)
+
+__all__ = [
+    "InstanceInfo",
+    "InstanceState",
+    "RuntimeError_",
+    "StopTimeouts",
+    "TenantRuntime",
+    "TenantSpec",
+]
