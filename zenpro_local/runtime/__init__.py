@@ -3,7 +3,7 @@
 from zenpro_local.runtime.base import (
     InstanceInfo,
     InstanceState,
-    RuntimeError_,
+    TenantRuntimeError,
     StopTimeouts,
     TenantRuntime,
     TenantSpec,
@@ -12,7 +12,7 @@ from zenpro_local.runtime.base import (
 __all__ = [
     "InstanceInfo",
     "InstanceState",
-    "RuntimeError_",
+    "TenantRuntimeError",
     "StopTimeouts",
     "TenantRuntime",
     "TenantSpec",

@@ -33,7 +33,7 @@ LABEL_CONFIG_HASH = "io.zenpro-local.config-hash"
 SERVER_PORT = 8080
 
 
-class RuntimeError_(Exception):
+class TenantRuntimeError(Exception):
     """A runtime operation failed; ``str(error)`` is fit to show a person."""
 
 
@@ -125,7 +125,7 @@ class TenantRuntime(abc.ABC):
 
         Existing data (volume or data folder) is reused, never emptied. An
         existing server whose configuration hash differs from ``spec`` is
-        replaced. Raises :class:`RuntimeError_` on failure.
+        replaced. Raises :class:`TenantRuntimeError` on failure.
         """
 
     @abc.abstractmethod
@@ -154,7 +154,7 @@ class TenantRuntime(abc.ABC):
     async def purge(self, tenant_id: str) -> None:
         """Delete the tenant's data (volume or data folder) for good.
 
-        Call only after :meth:`remove`. Raises :class:`RuntimeError_` if a
+        Call only after :meth:`remove`. Raises :class:`TenantRuntimeError` if a
         server still uses the data.
         """
 
