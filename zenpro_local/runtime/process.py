@@ -453,8 +453,8 @@ class ProcessRuntime(TenantRuntime):
         for index, (signum, wait) in enumerate(steps):
             if index > 0:
                 logger.warning(
-                    "Tenant %s: server (process %d) still runs %.1f s after %s; "
-                    "sending %s",
+                    "Tenant %s: server processes (group %d) still run %.1f s "
+                    "after %s; sending %s",
                     tenant_id,
                     pid,
                     steps[index - 1][1],
@@ -466,11 +466,10 @@ class ProcessRuntime(TenantRuntime):
                 break
         else:
             raise TenantRuntimeError(
-                f"Tenant {tenant_id}'s server (process {pid}) still runs after "
-                f"SIGKILL; check the process with 'ps -p {pid}'."
+                f"Tenant {tenant_id}'s server processes (group {pid}) still run "
+                f"after SIGKILL; check them with 'ps -g {pid}'."
             )
 
-        _kill_stragglers(tenant_id, pid)
         self._children.pop(tenant_id, None)
         (folder / PID_NAME).unlink(missing_ok=True)
         marker.update(pid=None, pid_start_time=None, boot_id=None, started_at="")
@@ -480,9 +479,12 @@ class ProcessRuntime(TenantRuntime):
     async def _wait_for_exit(
         self, pid: int, marker: dict[str, Any], timeout: float
     ) -> bool:
-        """Return True once the process has ended, False after ``timeout`` s."""
+        """Wait until the server and its process group have ended.
+
+        Returns False if something still runs after ``timeout`` seconds.
+        """
         deadline = time.monotonic() + timeout
-        while _is_same_process(pid, marker):
+        while _is_same_process(pid, marker) or _group_has_members(pid):
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(_EXIT_POLL_INTERVAL)
@@ -542,41 +544,33 @@ def _reap(pid: int) -> None:
 
 
 def _signal_group(pid: int, signum: signal.Signals) -> None:
-    """Send ``signum`` to the process group led by ``pid``."""
+    """Send ``signum`` to the process group that the server ``pid`` leads.
+
+    Only the process ``pid`` itself can create a group with that id, and the
+    kernel does not reuse the id while the group has members, so the group
+    belongs to the tenant's server.
+    """
     try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, signum)
-        else:
-            os.kill(pid, signum)
+        os.killpg(pid, signum)
+        return
+    except ProcessLookupError:
+        pass
+    try:
+        # No such group: the server moved to another one, so signal it alone.
+        os.kill(pid, signum)
     except ProcessLookupError:
         pass  # ended between the check and the signal
 
 
-def _kill_stragglers(tenant_id: str, process_group: int) -> None:
-    """SIGKILL processes left in the server's group after the server ended.
-
-    The kernel does not reuse a process group id while any process is in the
-    group, so every process found here belongs to the tenant's server.
-    """
-    members = []
+def _group_has_members(process_group: int) -> bool:
+    """Return whether a live (non-zombie) process is in ``process_group``."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         stat = _read_stat(int(entry.name))
         if stat and stat.process_group == process_group and stat.state != "Z":
-            members.append(int(entry.name))
-    if not members:
-        return
-
-    logger.warning(
-        "Tenant %s: killing %d process(es) left in the server's process group",
-        tenant_id,
-        len(members),
-    )
-    try:
-        os.killpg(process_group, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+            return True
+    return False
 
 
 def _check_port_free(port: int, tenant_id: str) -> None:
