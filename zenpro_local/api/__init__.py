@@ -1,0 +1,34 @@
+"""The admin HTTP API: one module per resource, built into one aiohttp app."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+# Importing the resource modules declares their routes.
+from zenpro_local.api import (  # noqa: F401
+    members,
+    openapi,
+    organizations,
+    role_assignments,
+    roles,
+    system,
+    teams,
+    tenants,
+    users,
+)
+from zenpro_local.api.auth import auth_middleware
+from zenpro_local.api.context import CONTEXT, Context
+from zenpro_local.api.errors import error_middleware
+from zenpro_local.api.routing import add_routes
+
+
+def create_app(context: Context) -> web.Application:
+    """Return the admin API application for ``context``."""
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware],
+        client_max_size=context.settings["max_body_size"],
+    )
+    app[CONTEXT] = context
+    add_routes(app)
+    openapi.add_static(app)
+    return app

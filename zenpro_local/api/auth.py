@@ -1,0 +1,84 @@
+"""Authentication: who is calling, from the ``Authorization`` header."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+from aiohttp import web
+
+from zenpro_local import credentials
+from zenpro_local.api.context import context
+from zenpro_local.api.errors import ApiError, Handler
+from zenpro_local.api.routing import is_public
+from zenpro_local.authz import Principal, load_principal
+from zenpro_local.store import Store, utcnow
+
+logger = logging.getLogger(__name__)
+
+PRINCIPAL = "zenpro.principal"
+
+# last_used is written at most this often per key, so reads stay reads.
+_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Attach the caller's :class:`Principal` to API requests that need one."""
+    if is_public(request) or not request.path.startswith("/api/"):
+        return await handler(request)
+
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise _unauthorized(
+            "missing credentials: send 'Authorization: Bearer <API key>'"
+        )
+    request[PRINCIPAL] = authenticate_api_key(context(request).store, key.strip())
+    return await handler(request)
+
+
+def authenticate_api_key(store: Store, key: str) -> Principal:
+    """Return the principal of a valid API key.
+
+    Raises:
+        ApiError: 401 for a malformed, unknown, revoked or expired key, or a
+            deactivated user. The message never contains the key.
+    """
+    key_id = credentials.parse_api_key(key)
+    if key_id is None:
+        raise _unauthorized("invalid API key: it is malformed or truncated")
+
+    row = store.query_one("SELECT * FROM api_keys WHERE id = ?", [key_id])
+    if row is None or not credentials.api_key_matches(key, row["key_hash"]):
+        raise _unauthorized("invalid API key: it is not known")
+    if row["revoked"]:
+        raise _unauthorized("API key revoked: create a new one")
+    now = datetime.now(timezone.utc)
+    if row["expires"] and datetime.fromisoformat(row["expires"]) <= now:
+        raise _unauthorized("API key expired: create a new one")
+
+    user = store.query_one("SELECT * FROM users WHERE id = ?", [row["user_id"]])
+    if user is None or not user["is_active"]:
+        raise _unauthorized("user deactivated: ask an administrator")
+
+    _touch(store, row, now)
+    return load_principal(store, user, api_key_id=key_id)
+
+
+def _touch(store: Store, row: dict, now: datetime) -> None:
+    last_used = row["last_used"]
+    if last_used and now - datetime.fromisoformat(last_used) < _LAST_USED_RESOLUTION:
+        return
+    store.db.execute(
+        "UPDATE api_keys SET last_used = ? WHERE id = ?", [utcnow(), row["id"]]
+    )
+
+
+def principal(request: web.Request) -> Principal:
+    """Return the authenticated caller of ``request``."""
+    return request[PRINCIPAL]

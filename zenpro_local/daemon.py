@@ -1,0 +1,170 @@
+"""The daemon's composition root: builds each part and serves the admin API.
+
+Each part is set up and torn down in one ``cleanup_ctx`` generator, in
+order on start and in reverse on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import socket
+from pathlib import Path
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from zenpro_local import authz, bootstrap
+from zenpro_local.api import create_app
+from zenpro_local.api.context import CONTEXT, Context
+from zenpro_local.config import Settings
+from zenpro_local.runtime import TenantRuntime
+from zenpro_local.secretbox import SecretBox
+from zenpro_local.store import Store
+from zenpro_local.tenants.manager import TenantManager
+from zenpro_local.tenants.reconciler import Reconciler
+
+logger = logging.getLogger(__name__)
+
+
+def daemon_id(data_dir: Path) -> str:
+    """Return this data folder's daemon id, which labels what it creates."""
+    path = data_dir / "daemon-id"
+    if not path.exists():
+        path.write_text(secrets.token_hex(6) + "\n")
+    return path.read_text().strip()
+
+
+def docker_answers(url: str) -> bool:
+    """Return whether a Docker engine answers a ping at ``url`` (or the default)."""
+    import docker
+
+    try:
+        client = docker.DockerClient(base_url=url) if url else docker.from_env(timeout=5)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as error:  # the SDK raises many kinds for "no engine"
+        logger.info("No Docker engine answers (%s)", error.__class__.__name__)
+        return False
+    return True
+
+
+def build_runtime(settings: Settings) -> TenantRuntime:
+    """Return the tenant runtime the settings ask for."""
+    data_dir = settings.data_dir
+    kind = settings["runtime"]
+    if kind == "auto":
+        kind = "docker" if docker_answers(settings["docker.url"]) else "process"
+        logger.info("Runtime 'auto' chose the %s runtime", kind)
+
+    if kind == "docker":
+        from zenpro_local.runtime.docker import DockerRuntime
+
+        return DockerRuntime(
+            daemon_id=daemon_id(data_dir),
+            data_dir=data_dir,
+            base_url=settings["docker.url"] or None,
+        )
+
+    from zenpro_local.runtime.process import ProcessRuntime
+    from zenpro_local.runtime.venvs import VenvManager
+
+    return ProcessRuntime(
+        data_dir=data_dir,
+        venvs=VenvManager(data_dir / "venvs"),
+        daemon_id=daemon_id(data_dir),
+    )
+
+
+def notify_systemd(state: str) -> None:
+    """Send ``state`` to systemd's notify socket, when run as Type=notify."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.connect(address)
+        sock.sendall(state.encode())
+
+
+def build_app(settings: Settings, runtime: TenantRuntime | None = None) -> web.Application:
+    """Return the admin API application with every part of the daemon."""
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = Store.open(data_dir / "state.db")
+    authz.sync_predefined_roles(store)
+    bootstrap.ensure_admin(store, data_dir)
+
+    context = Context(settings=settings, store=store)
+    app = create_app(context)
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_tenants_ctx(runtime))
+    return app
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    app[CONTEXT].store.close()
+
+
+def _tenants_ctx(runtime: TenantRuntime | None):
+    async def tenants_ctx(app: web.Application) -> AsyncIterator[None]:
+        context = app[CONTEXT]
+        settings = context.settings
+        chosen = runtime or await asyncio.to_thread(build_runtime, settings)
+        secretbox = SecretBox.load_or_create(settings.data_dir / "secret.key")
+        manager = TenantManager(settings, context.store, secretbox, chosen)
+        await manager.start()
+        context.tenants = manager
+
+        reconciler = Reconciler(manager, settings["reconcile_interval"])
+        await reconciler.reconcile_once()
+        reconciler.start()
+        yield
+
+        await reconciler.close()
+        await manager.close()
+        await chosen.close()
+
+    return tenants_ctx
+
+
+def serve(settings: Settings) -> None:
+    """Run the daemon until SIGINT or SIGTERM."""
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    logger.info(
+        "Starting zenpro-local: data in %s, admin API on %s",
+        settings.data_dir,
+        settings["listen"],
+    )
+    app = build_app(settings)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stopping.set)
+
+    try:
+        site = web.TCPSite(
+            runner, settings.listen_host, settings.listen_port, shutdown_timeout=10
+        )
+        await site.start()
+        logger.info("Admin API listening on http://%s", settings["listen"])
+        notify_systemd("READY=1")
+        await stopping.wait()
+        logger.info("Stopping zenpro-local")
+        notify_systemd("STOPPING=1")
+    finally:
+        await runner.cleanup()
+    logger.info("zenpro-local stopped")

@@ -1,0 +1,116 @@
+"""Open the state database and give the daemon its one connection.
+
+The daemon uses a single SQLite connection, and only from the event loop's
+thread. Because the loop runs one callback at a time and no statement
+awaits, every write goes through one path and requests never contend for
+SQLite's write lock ("database is locked"). Tasks that run in threads (Docker
+calls) hand their results back to the loop before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlite_utils
+
+from zenpro_local.store import migrations
+
+logger = logging.getLogger(__name__)
+
+
+def utcnow() -> str:
+    """Return the current UTC time as ISO 8601 with microseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def new_id() -> str:
+    """Return a new random UUID as a string."""
+    return str(uuid.uuid4())
+
+
+class Store:
+    """The state database: a sqlite-utils ``Database`` plus helpers."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        connection = sqlite3.connect(path, isolation_level=None)
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        connection.execute("PRAGMA busy_timeout = 5000")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        self.db = sqlite_utils.Database(connection)
+        self._depth = 0
+
+    @classmethod
+    def open(cls, path: Path) -> "Store":
+        """Open (creating if needed) and migrate the database at ``path``."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = cls(path)
+        migrations.migrate(store.db, path)
+        return store
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """Run the block in one transaction; nested blocks join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.db
+            finally:
+                self._depth -= 1
+            return
+
+        self.db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def query_one(self, sql: str, params: Any = ()) -> dict | None:
+        """Return the first row of ``sql`` as a dict, or None."""
+        for row in self.db.query(sql, params):
+            return row
+        return None
+
+    def query_all(self, sql: str, params: Any = ()) -> list[dict]:
+        return list(self.db.query(sql, params))
+
+    def record_event(
+        self,
+        action: str,
+        object_type: str,
+        object_id: str,
+        *,
+        actor_id: str | None,
+        organization_id: str | None = None,
+        tenant_id: str | None = None,
+        message: str = "",
+    ) -> None:
+        """Append one entry to the event log; rows are never updated."""
+        self.db["events"].insert(
+            {
+                "created": utcnow(),
+                "actor_id": actor_id,
+                "action": action,
+                "object_type": object_type,
+                "object_id": object_id,
+                "organization_id": organization_id,
+                "tenant_id": tenant_id,
+                "message": message,
+            }
+        )

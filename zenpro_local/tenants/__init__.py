@@ -1,0 +1,1 @@
+"""Tenant lifecycle: states, operations, health and reconciliation."""

@@ -1,0 +1,598 @@
+"""The tenant lifecycle: one status field, operations as tasks, events.
+
+A tenant's ``status`` is owned by this class alone. Requests ask for an
+operation (create, deactivate, reactivate, restart, upgrade, delete,
+purge); the manager records it, answers at once, and runs the work as an
+asyncio task, at most one per tenant. Each step is an event on the tenant.
+
+Statuses::
+
+    pending -> provisioning -> available
+                            \\-> failed          (status_reason says why)
+    available -> deactivating -> deactivated   (server removed, data kept)
+    any -> deleting -> deleted                  (data kept unless purged)
+
+``desired_state`` records what the operator asked for (available,
+deactivated or deleted), so after a crash the reconciler can finish what
+was under way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import aiohttp
+
+from zenpro_local.api.errors import ApiError, conflict
+from zenpro_local.authz import Principal, allowed
+from zenpro_local.config import Settings
+from zenpro_local.runtime import (
+    InstanceState,
+    StopTimeouts,
+    TenantRuntime,
+    TenantRuntimeError,
+    TenantSpec,
+)
+from zenpro_local.secretbox import SecretBox
+from zenpro_local.store import Store, new_id, utcnow
+from zenpro_local.tenants import ports, zenml_api
+from zenpro_local.tenants.routes import RoutePublisher
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT_STATUSES = ("pending", "provisioning", "deactivating", "deleting")
+ADMIN_USERNAME = "zenpro-admin"
+
+# Operations a stop may interrupt: "stop is allowed while a start is pending".
+_INTERRUPTIBLE = ("provision", "reactivate")
+
+
+class OperationFailed(Exception):
+    """A step failed; ``str(error)`` becomes the tenant's status_reason."""
+
+
+@dataclass
+class RunningOperation:
+    name: str
+    task: asyncio.Task
+
+
+class TenantManager:
+    """Owns every tenant's status and runs operations on tenant servers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        secretbox: SecretBox,
+        runtime: TenantRuntime | None,
+        routes: RoutePublisher | None = None,
+    ):
+        self.settings = settings
+        self.store = store
+        self.secretbox = secretbox
+        self.runtime = runtime
+        self.routes = routes or RoutePublisher()
+        self._running: dict[str, RunningOperation] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._closing = False
+
+    # Start and stop
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+
+    async def close(self) -> None:
+        """Cancel running operations; tenant servers keep running."""
+        self._closing = True
+        tasks = [operation.task for operation in self._running.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "TenantManager.start() was not awaited"
+        return self._session
+
+    # Reading
+
+    def url(self, name: str) -> str:
+        port = self.settings["https_port"]
+        suffix = "" if port == 443 else f":{port}"
+        return f"https://{name}.{self.settings['base_domain']}{suffix}"
+
+    def serialize(self, row: dict) -> dict:
+        return {
+            "id": row["id"],
+            "organization_id": row["organization_id"],
+            "name": row["name"],
+            "description": row["description"],
+            "status": row["status"],
+            "status_reason": row["status_reason"],
+            "desired_state": row["desired_state"],
+            "operation": row["operation"],
+            "zenml_version": row["zenml_version"],
+            "url": self.url(row["name"]),
+            "runtime": row["runtime"],
+            "created": row["created"],
+            "updated": row["updated"],
+            "deleted": row["deleted"],
+        }
+
+    def get(self, tenant_id: str) -> dict | None:
+        return self.store.query_one("SELECT * FROM tenants WHERE id = ?", [tenant_id])
+
+    def list_visible(
+        self,
+        caller: Principal,
+        organization_id: str | None,
+        include_deleted: bool,
+        limit: int,
+        offset: int,
+    ) -> tuple[int, list[dict]]:
+        """Return ``(total, rows)`` of the tenants ``caller`` may read."""
+        conditions, params = self._visibility(caller)
+        if organization_id:
+            conditions.append("organization_id = ?")
+            params.append(organization_id)
+        if not include_deleted:
+            conditions.append("deleted IS NULL")
+        where = " AND ".join(conditions) or "1"
+        total = self.store.query_one(
+            f"SELECT count(*) AS n FROM tenants WHERE {where}", params
+        )["n"]
+        rows = self.store.query_all(
+            f"SELECT * FROM tenants WHERE {where} ORDER BY name LIMIT ? OFFSET ?",
+            params + [limit, offset],
+        )
+        return total, rows
+
+    def _visibility(self, caller: Principal) -> tuple[list[str], list]:
+        if caller.is_superuser:
+            return [], []
+        wide = [
+            organization_id
+            for organization_id in caller.organization_ids()
+            if allowed(caller, "tenant", "read", organization_id)
+        ]
+        narrow = [
+            grant.tenant_id
+            for grant in caller.grants
+            if grant.tenant_id
+            and any(_reads_tenant(permission) for permission in grant.permissions)
+        ]
+        wide_marks = ", ".join("?" * len(wide)) or "NULL"
+        narrow_marks = ", ".join("?" * len(narrow)) or "NULL"
+        condition = (
+            f"(organization_id IN ({wide_marks}) OR id IN ({narrow_marks}))"
+        )
+        return [condition], [*wide, *narrow]
+
+    # Requests from the API
+
+    def create(
+        self,
+        *,
+        organization_id: str,
+        name: str,
+        description: str,
+        zenml_version: str | None,
+        actor_id: str,
+    ) -> dict:
+        """Record a new tenant as ``pending`` and start provisioning it.
+
+        Raises:
+            ApiError: 409 when the name is taken by a tenant that is not
+                deleted.
+        """
+        now = utcnow()
+        row = {
+            "id": new_id(),
+            "organization_id": organization_id,
+            "name": name,
+            "description": description,
+            "status": "pending",
+            "status_reason": "",
+            "desired_state": "available",
+            "operation": "provision" if self.runtime else None,
+            "zenml_version": zenml_version or self.settings["tenants.zenml_version"],
+            "runtime": self.runtime.kind if self.runtime else "",
+            "port": None,
+            "auth_mode": "local",
+            "secrets": self.secretbox.seal(_new_tenant_secrets()),
+            "created": now,
+            "updated": now,
+            "deleted": None,
+        }
+        try:
+            with self.store.transaction() as db:
+                db["tenants"].insert(row)
+                self._event(row, "created", f"tenant {name!r} requested", actor_id)
+        except sqlite3.IntegrityError:
+            raise conflict(
+                f"a tenant named {name!r} already exists: tenant names are "
+                "host names, unique across the daemon; choose another name",
+                field="name",
+            ) from None
+        logger.info("Tenant %s (%s) created", row["id"], name)
+        if self.runtime is not None:
+            self._launch(row["id"], "provision", self._provision)
+        return row
+
+    async def update(
+        self,
+        row: dict,
+        *,
+        description: str | None,
+        desired_state: str | None,
+        zenml_version: str | None,
+        actor_id: str,
+    ) -> dict:
+        """Apply a PATCH: description now; state and version as operations.
+
+        Raises:
+            ApiError: 409 when another operation runs on the tenant, 422 for
+                a change that makes no sense in the tenant's status.
+        """
+        if desired_state and zenml_version:
+            raise ApiError(
+                422,
+                "change desired_state and zenml_version in two requests",
+                field="zenml_version",
+            )
+        if description is not None:
+            self._write(row["id"], description=description)
+            self._event(row, "updated", "description changed", actor_id)
+
+        if desired_state == "deactivated" and row["desired_state"] != "deactivated":
+            await self._begin(row, "deactivate", actor_id)
+            self._write(row["id"], desired_state="deactivated", status="deactivating")
+            self._launch(row["id"], "deactivate", self._deactivate)
+        elif desired_state == "available" and row["desired_state"] != "available":
+            await self._begin(row, "reactivate", actor_id)
+            self._write(row["id"], desired_state="available", status="provisioning")
+            self._launch(row["id"], "reactivate", self._provision)
+        if zenml_version and zenml_version != row["zenml_version"]:
+            if row["status"] != "available":
+                raise ApiError(
+                    409,
+                    f"tenant {row['name']!r} is {row['status']}: upgrade needs "
+                    "an available tenant",
+                )
+            await self._begin(row, "upgrade", actor_id)
+            self._launch(
+                row["id"], "upgrade", lambda tenant_id: self._upgrade(tenant_id, zenml_version)
+            )
+        return self.get(row["id"])
+
+    async def restart(self, row: dict, *, actor_id: str) -> dict:
+        """Restart the tenant's server (stop, then start).
+
+        Raises:
+            ApiError: 409 when busy or not available.
+        """
+        if row["desired_state"] != "available":
+            raise conflict(f"tenant {row['name']!r} is deactivated: reactivate it instead")
+        await self._begin(row, "restart", actor_id)
+        self._write(row["id"], status="provisioning")
+        self._launch(row["id"], "restart", self._restart)
+        return self.get(row["id"])
+
+    async def delete(self, row: dict, *, purge: bool, actor_id: str) -> dict:
+        """Delete the tenant's server and route; with ``purge``, its data too.
+
+        Raises:
+            ApiError: 409 when another operation runs on the tenant.
+        """
+        if row["deleted"] and not purge:
+            return row
+        await self._begin(row, "purge" if purge else "delete", actor_id, stop=True)
+        self._write(row["id"], desired_state="deleted", status="deleting")
+        self._launch(row["id"], "delete", lambda tenant_id: self._delete(tenant_id, purge))
+        return self.get(row["id"])
+
+    async def create_zenml_api_key(self, row: dict, caller: Principal) -> dict:
+        """Create a ZenML API key on the tenant's server for ``caller``.
+
+        The key belongs to a service account named after the user, created
+        on first use. It is returned once and never stored.
+        """
+        if row["status"] != "available":
+            raise conflict(
+                f"tenant {row['name']!r} is {row['status']}: wait until it is available"
+            )
+        values = self.secretbox.open(row["secrets"])
+        base_url = self._base_url(row)
+        try:
+            token = await zenml_api.login(
+                self.session, base_url, ADMIN_USERNAME, values["admin_password"]
+            )
+            key = await zenml_api.create_service_account_key(
+                self.session,
+                base_url,
+                token,
+                account_name=f"zenpro-{caller.username}",
+                key_name=f"zenpro-{utcnow()}",
+            )
+        except (zenml_api.ZenMLApiError, aiohttp.ClientError) as error:
+            logger.error("Creating a ZenML API key on tenant %s failed: %s", row["id"], error)
+            raise ApiError(503, f"the tenant's server did not create the key: {error}")
+        self._event(
+            row, "api_key", f"ZenML API key created for {caller.username}", caller.user_id
+        )
+        return {
+            "tenant_id": row["id"],
+            "url": self.url(row["name"]),
+            "key": key,
+            "service_account": f"zenpro-{caller.username}",
+        }
+
+    # Operations
+
+    def busy(self, tenant_id: str) -> str | None:
+        """Return the name of the operation running on the tenant, if any."""
+        running = self._running.get(tenant_id)
+        return running.name if running else None
+
+    async def _begin(self, row: dict, name: str, actor_id: str | None, stop: bool = False) -> None:
+        running = self._running.get(row["id"])
+        interruptible = stop or name == "deactivate"
+        if running is not None:
+            if not (interruptible and running.name in _INTERRUPTIBLE):
+                raise conflict(
+                    f"tenant {row['name']!r} is busy with {running.name}: wait "
+                    "until it finishes (see its events)"
+                )
+            running.task.cancel()
+            await asyncio.gather(running.task, return_exceptions=True)
+            self._event(row, "interrupted", f"{running.name} interrupted by {name}", actor_id)
+        self._event(row, name, f"{name} requested", actor_id)
+
+    def _launch(
+        self, tenant_id: str, name: str, work: Callable[[str], Awaitable[None]]
+    ) -> None:
+        if self._closing or self.runtime is None:
+            return
+        self._write(tenant_id, operation=name)
+        task = asyncio.create_task(self._run(tenant_id, name, work), name=f"{name}:{tenant_id}")
+        self._running[tenant_id] = RunningOperation(name, task)
+
+    async def _run(
+        self, tenant_id: str, name: str, work: Callable[[str], Awaitable[None]]
+    ) -> None:
+        try:
+            await work(tenant_id)
+        except asyncio.CancelledError:
+            logger.info("Operation %s on tenant %s cancelled", name, tenant_id)
+            raise
+        except (OperationFailed, TenantRuntimeError) as error:
+            self._fail(tenant_id, name, str(error))
+        except Exception as error:
+            logger.exception("Operation %s on tenant %s crashed", name, tenant_id)
+            self._fail(tenant_id, name, f"internal error: {error}")
+        finally:
+            current = self._running.get(tenant_id)
+            if current is not None and current.task is asyncio.current_task():
+                del self._running[tenant_id]
+                if self.get(tenant_id) is not None:
+                    self._write(tenant_id, operation=None)
+
+    def mark_failed(self, tenant_id: str, reason: str) -> None:
+        """Give up on a tenant: status ``failed`` with ``reason``."""
+        self._fail(tenant_id, "health check", reason)
+
+    def _fail(self, tenant_id: str, operation: str, reason: str) -> None:
+        row = self.get(tenant_id)
+        if row is None:
+            return
+        logger.error("Tenant %s (%s): %s failed: %s", tenant_id, row["name"], operation, reason)
+        self._write(tenant_id, status="failed", status_reason=reason)
+        self._event(row, "failed", f"{operation} failed: {reason}", None)
+        self.routes.unavailable(self.get(tenant_id), reason)
+
+    async def _provision(self, tenant_id: str) -> None:
+        row = self._require(tenant_id)
+        self._write(tenant_id, status="provisioning", status_reason="")
+        if row["port"] is None:
+            port = ports.allocate(self.store, ports.parse_range(self.settings["tenants.port_range"]))
+            self._write(tenant_id, port=port)
+            row = self._require(tenant_id)
+        await self._start_server(row)
+        await self._configure(row)
+        await self.routes.available(row, self._upstream(row))
+        self._write(tenant_id, status="available", status_reason="")
+        self._event(row, "available", f"tenant is available at {self.url(row['name'])}", None)
+
+    async def _start_server(self, row: dict) -> None:
+        spec = self.spec(row)
+        self._event(row, "step", f"creating the {self.runtime.kind} server", None)
+        await self.runtime.create(spec)
+        self._event(row, "step", "starting the server", None)
+        await self.runtime.start(spec)
+        self._event(row, "step", "waiting for the server to answer /health", None)
+        await self._wait_healthy(row, spec)
+
+    async def _wait_healthy(self, row: dict, spec: TenantSpec) -> None:
+        async def still_running() -> bool:
+            info = await self.runtime.inspect(row["id"])
+            return info.state is InstanceState.RUNNING
+
+        try:
+            await zenml_api.wait_healthy(
+                self.session,
+                self.runtime.address(spec),
+                self.settings["tenants.start_timeout"],
+                still_running,
+            )
+        except zenml_api.ZenMLApiError as error:
+            tail = (await self.runtime.logs(row["id"], tail=20)).strip()
+            last_lines = "\n".join(tail.splitlines()[-5:])
+            raise OperationFailed(f"{error}; last log lines:\n{last_lines}") from None
+
+    async def _configure(self, row: dict) -> None:
+        """Activate a fresh local-auth server with the daemon's admin user."""
+        base_url = self._base_url(row)
+        try:
+            info = await zenml_api.server_info(self.session, base_url)
+            if info.get("active", True):
+                return
+            self._event(row, "step", "activating the ZenML server", None)
+            values = self.secretbox.open(row["secrets"])
+            await zenml_api.activate(
+                self.session, base_url, ADMIN_USERNAME, values["admin_password"]
+            )
+        except (zenml_api.ZenMLApiError, aiohttp.ClientError) as error:
+            raise OperationFailed(f"configuring the ZenML server failed: {error}") from None
+
+    async def _deactivate(self, tenant_id: str) -> None:
+        row = self._require(tenant_id)
+        self._write(tenant_id, status="deactivating", status_reason="")
+        self.routes.unavailable(row, "the tenant is deactivated")
+        await self._stop_and_remove(row)
+        self._write(tenant_id, status="deactivated", status_reason="deactivated by request")
+        self._event(row, "deactivated", "server removed; data kept", None)
+
+    async def _restart(self, tenant_id: str) -> None:
+        row = self._require(tenant_id)
+        self._event(row, "step", "stopping the server", None)
+        await self.runtime.stop(tenant_id, self._stop_timeouts())
+        await self._provision(tenant_id)
+
+    async def _upgrade(self, tenant_id: str, version: str) -> None:
+        row = self._require(tenant_id)
+        old_version = row["zenml_version"]
+        self._write(tenant_id, status="provisioning", status_reason="")
+        self._event(row, "step", f"stopping the server to upgrade {old_version} -> {version}", None)
+        await self._stop_and_remove(row)
+        snapshot = self._snapshot_path(row, old_version)
+        await self.runtime.snapshot(tenant_id, snapshot)
+        self._event(row, "step", f"database snapshot saved to {snapshot.name}", None)
+
+        self._write(tenant_id, zenml_version=version)
+        try:
+            await self._provision(tenant_id)
+        except (OperationFailed, TenantRuntimeError) as error:
+            await self._roll_back(row, old_version, snapshot, str(error))
+            return
+        self._event(row, "upgraded", f"upgraded from {old_version} to {version}", None)
+
+    async def _roll_back(self, row: dict, old_version: str, snapshot: Path, reason: str) -> None:
+        tenant_id = row["id"]
+        self._event(row, "step", f"upgrade failed, rolling back to {old_version}: {reason}", None)
+        await self._stop_and_remove(row)
+        await self.runtime.restore(tenant_id, snapshot)
+        self._write(tenant_id, zenml_version=old_version)
+        await self._provision(tenant_id)
+        self._write(
+            tenant_id, status_reason=f"upgrade failed and was rolled back: {reason}"
+        )
+        self._event(row, "rolled_back", f"running {old_version} again", None)
+
+    async def _delete(self, tenant_id: str, purge: bool) -> None:
+        row = self._require(tenant_id)
+        self.routes.remove(row)
+        await self._stop_and_remove(row)
+        if not row["deleted"]:
+            self._write(tenant_id, status="deleted", deleted=utcnow(), status_reason="")
+            self._event(row, "deleted", "server and route removed; data kept", None)
+        if purge:
+            await self.runtime.purge(tenant_id)
+            with self.store.transaction() as db:
+                self._event(row, "purged", "tenant data deleted for good", None)
+                db["tenants"].delete(tenant_id)
+            logger.info("Tenant %s (%s) purged", tenant_id, row["name"])
+
+    async def _stop_and_remove(self, row: dict) -> None:
+        await self.runtime.stop(row["id"], self._stop_timeouts())
+        await self.runtime.remove(row["id"])
+
+    # Helpers
+
+    def spec(self, row: dict) -> TenantSpec:
+        """Return the runtime spec of a tenant row; it contains secrets."""
+        values = self.secretbox.open(row["secrets"])
+        version = row["zenml_version"]
+        return TenantSpec(
+            tenant_id=row["id"],
+            organization_id=row["organization_id"],
+            name=row["name"],
+            zenml_version=version,
+            port=row["port"],
+            image=self.settings["tenants.image"].format(version=version),
+            environment={"ZENML_SERVER_JWT_SECRET_KEY": values["jwt_secret"]},
+            memory_limit_mb=row["memory_limit"] or self.settings["tenants.memory_limit"],
+            cpu_limit=row["cpu_limit"] or self.settings["tenants.cpu_limit"],
+            pids_limit=self.settings["tenants.pids_limit"],
+        )
+
+    def _base_url(self, row: dict) -> str:
+        return f"http://127.0.0.1:{row['port']}"
+
+    def _upstream(self, row: dict) -> str:
+        return f"127.0.0.1:{row['port']}"
+
+    def _stop_timeouts(self) -> StopTimeouts:
+        graceful = self.settings["tenants.stop_timeout"]
+        return StopTimeouts(graceful=graceful, terminate=graceful / 2, kill=graceful / 2)
+
+    def _snapshot_path(self, row: dict, version: str) -> Path:
+        folder = self.settings.data_dir / "snapshots" / row["id"]
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = utcnow().replace(":", "").replace("+", "Z")[:17]
+        return folder / f"{stamp}-{version}.db"
+
+    def _require(self, tenant_id: str) -> dict:
+        row = self.get(tenant_id)
+        if row is None:
+            raise OperationFailed(f"tenant {tenant_id} no longer exists")
+        return row
+
+    def _write(self, tenant_id: str, **changes) -> None:
+        changes["updated"] = utcnow()
+        self.store.db["tenants"].update(tenant_id, changes)
+
+    def _event(self, row: dict, action: str, message: str, actor_id: str | None) -> None:
+        self.store.record_event(
+            action,
+            "tenant",
+            row["id"],
+            actor_id=actor_id,
+            organization_id=row["organization_id"],
+            tenant_id=row["id"],
+            message=message,
+        )
+
+    def launch_repair(self, tenant_id: str, name: str) -> bool:
+        """Start an operation chosen by the reconciler; False if one runs."""
+        if tenant_id in self._running:
+            return False
+        row = self._require(tenant_id)
+        work: dict[str, Callable[[str], Awaitable[None]]] = {
+            "provision": self._provision,
+            "deactivate": self._deactivate,
+            "delete": lambda tid: self._delete(tid, False),
+        }
+        self._event(row, "repair", f"reconciler runs {name}", None)
+        self._launch(tenant_id, name, work[name])
+        return True
+
+
+def _reads_tenant(permission: str) -> bool:
+    resource, _, action = permission.partition(":")
+    return resource in ("*", "tenant") and action in ("*", "read")
+
+
+def _new_tenant_secrets() -> dict[str, str]:
+    return {
+        "jwt_secret": secrets.token_hex(32),
+        "admin_password": secrets.token_urlsafe(24),
+    }

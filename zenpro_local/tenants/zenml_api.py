@@ -1,0 +1,120 @@
+"""The few calls the daemon makes to a tenant's ZenML server REST API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable
+
+import aiohttp
+
+logger = logging.getLogger(__name__)
+
+_REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=15)
+
+
+class ZenMLApiError(Exception):
+    """A ZenML server answered an error or could not be reached."""
+
+
+async def _json(response: aiohttp.ClientResponse, what: str) -> dict:
+    if response.status >= 400:
+        text = (await response.text())[:300]
+        raise ZenMLApiError(f"{what} failed with HTTP {response.status}: {text}")
+    return await response.json()
+
+
+async def is_healthy(session: aiohttp.ClientSession, base_url: str) -> bool:
+    """Return whether ``GET /health`` answers 200."""
+    try:
+        async with session.get(f"{base_url}/health", timeout=_REQUEST_TIMEOUT) as response:
+            return response.status == 200
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return False
+
+
+async def wait_healthy(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    timeout: float,
+    still_running: Callable[[], Awaitable[bool]],
+) -> None:
+    """Wait until ``/health`` answers, the server ends, or ``timeout`` passes.
+
+    Raises:
+        ZenMLApiError: the server ended or did not answer in time.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    while time.monotonic() < deadline:
+        if await is_healthy(session, base_url):
+            return
+        if not await still_running():
+            raise ZenMLApiError("the server exited before answering /health")
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 2.0)
+    raise ZenMLApiError(f"the server did not answer /health within {timeout:.0f} s")
+
+
+async def server_info(session: aiohttp.ClientSession, base_url: str) -> dict:
+    async with session.get(f"{base_url}/api/v1/info", timeout=_REQUEST_TIMEOUT) as response:
+        return await _json(response, "reading server info")
+
+
+async def activate(
+    session: aiohttp.ClientSession, base_url: str, username: str, password: str
+) -> None:
+    """Activate a fresh server, creating its admin user."""
+    body = {"admin_username": username, "admin_password": password}
+    async with session.put(
+        f"{base_url}/api/v1/activate", json=body, timeout=_REQUEST_TIMEOUT
+    ) as response:
+        await _json(response, "activating the server")
+
+
+async def login(
+    session: aiohttp.ClientSession, base_url: str, username: str, password: str
+) -> str:
+    """Return an access token for a local ZenML user."""
+    form = {"username": username, "password": password}
+    async with session.post(
+        f"{base_url}/api/v1/login", data=form, timeout=_REQUEST_TIMEOUT
+    ) as response:
+        return (await _json(response, "logging in"))["access_token"]
+
+
+async def create_service_account_key(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    token: str,
+    account_name: str,
+    key_name: str,
+) -> str:
+    """Create (or reuse) a service account and return a new API key for it."""
+    headers = {"Authorization": f"Bearer {token}"}
+    accounts = f"{base_url}/api/v1/service_accounts"
+    async with session.get(
+        f"{accounts}/{account_name}", headers=headers, timeout=_REQUEST_TIMEOUT
+    ) as response:
+        if response.status == 404:
+            account = None
+        else:
+            account = await _json(response, "reading the service account")
+    if account is None:
+        async with session.post(
+            accounts,
+            json={"name": account_name, "active": True},
+            headers=headers,
+            timeout=_REQUEST_TIMEOUT,
+        ) as response:
+            account = await _json(response, "creating the service account")
+
+    async with session.post(
+        f"{accounts}/{account['id']}/api_keys",
+        json={"name": key_name},
+        headers=headers,
+        timeout=_REQUEST_TIMEOUT,
+    ) as response:
+        created = await _json(response, "creating the API key")
+    return created["body"]["key"]
