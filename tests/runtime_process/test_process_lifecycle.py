@@ -1,9 +1,9 @@
 """ProcessRuntime's process handling, with a small script in place of ZenML.
 
 A real ZenML server cannot be made to ignore SIGINT or SIGTERM, or to leave a
-process behind in its group, so these tests run :class:`ScriptRuntime`: the
-same runtime, whose server command is a short Python script that ignores the
-signals named in its environment. Everything else (files, pids, signals,
+process behind in its group. So these tests run :class:`ScriptRuntime`, the
+same runtime with a short Python script as the server command. The script
+ignores the signals named in its environment. Everything else (files, pids, signals,
 identity checks) is the real code path.
 """
 
@@ -192,6 +192,9 @@ async def test_server_exit_reports_exited(scripts, make_spec):
 
     await scripts.stop(spec.tenant_id, FAST)
     assert (await scripts.inspect(spec.tenant_id)).state is InstanceState.EXITED
+    await scripts.create(spec)
+    assert (await scripts.inspect(spec.tenant_id)).state is InstanceState.EXITED
+    assert "ready helper=" in await scripts.logs(spec.tenant_id)
 
 
 async def test_recycled_pid_not_adopted(scripts, make_spec):

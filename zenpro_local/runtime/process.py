@@ -11,8 +11,8 @@ Its files live in ``<data_dir>/tenants/<tenant_id>/``:
 - ``server.pid``: the server's process id while it runs or after it crashed;
 - ``instance.json``: the marker that records that the daemon created the instance,
   with the daemon id, the configuration hash and the identity of the process
-  (its start time in clock ticks since boot, and the boot id). It holds no
-  secret, because secrets reach the server only through its environment.
+  (its start time in clock ticks since boot, and the boot id). It contains
+  no secret, because secrets reach the server only through its environment.
 
 Servers run in their own session, so they outlive the daemon; a new daemon
 adopts them from the pid and marker files. A pid counts as the tenant's
@@ -120,7 +120,8 @@ class ProcessRuntime(TenantRuntime):
 
         Installs ZenML ``spec.zenml_version`` on first use, which takes
         minutes. A running server with another configuration hash is stopped,
-        after the install, so an upgrade keeps the old server up meanwhile.
+        after the install, so an upgrade keeps the old server up meanwhile. An
+        instance with the same hash keeps its state, EXITED included.
         """
         folder = self.tenant_dir(spec.tenant_id)
         async with self._lock(spec.tenant_id):
@@ -130,9 +131,10 @@ class ProcessRuntime(TenantRuntime):
             self._check_owner(spec.tenant_id, marker, state)
 
             config_hash = spec.config_hash()
+            if self._is_own(marker) and marker.get("config_hash") == config_hash:
+                await asyncio.to_thread(_make_folders, folder)
+                return
             if state is InstanceState.RUNNING:
-                if marker["config_hash"] == config_hash:
-                    return
                 logger.info(
                     "Tenant %s: configuration changed (%s -> %s); stopping its server",
                     spec.tenant_id,
@@ -355,7 +357,7 @@ class ProcessRuntime(TenantRuntime):
         self, tenant_id: str, marker: dict[str, Any] | None, state: InstanceState
     ) -> None:
         """Raise if another daemon's server runs from the tenant's folder."""
-        if marker is None or marker.get("daemon_id") == self.daemon_id:
+        if marker is None or self._is_own(marker):
             return
         if state is InstanceState.RUNNING:
             raise TenantRuntimeError(
@@ -377,10 +379,12 @@ class ProcessRuntime(TenantRuntime):
                 "stop it first."
             )
 
+    def _is_own(self, marker: dict[str, Any] | None) -> bool:
+        return marker is not None and marker.get("daemon_id") == self.daemon_id
+
     def _write_created(self, folder: Path, spec: TenantSpec) -> None:
         """Create the folders and write a marker without a process."""
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        (folder / CONFIG_DIR_NAME).mkdir(exist_ok=True, mode=0o700)
+        _make_folders(folder)
         (folder / PID_NAME).unlink(missing_ok=True)
         _write_json(folder / MARKER_NAME, self._marker(spec))
 
@@ -508,7 +512,7 @@ def _read_stat(pid: int) -> _Stat | None:
         return None
 
     # The command name (field 2) may contain spaces and parentheses, so the
-    # fields are counted from the last ")"; field n is fields[n - 3].
+    # fields are counted from the last ")". Field n is fields[n - 3].
     fields = text[text.rindex(")") + 2 :].split()
     return _Stat(
         state=fields[0], process_group=int(fields[2]), start_time=int(fields[19])
@@ -588,6 +592,12 @@ def _check_port_free(port: int, tenant_id: str) -> None:
                 f"{reason}. Stop the program listening there or give the tenant "
                 "another port."
             ) from None
+
+
+def _make_folders(folder: Path) -> None:
+    """Create the tenant's folder and its config folder, readable by us only."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (folder / CONFIG_DIR_NAME).mkdir(exist_ok=True, mode=0o700)
 
 
 def _read_pid(folder: Path) -> int | None:
