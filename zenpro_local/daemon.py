@@ -93,8 +93,20 @@ def notify_systemd(state: str) -> None:
         sock.sendall(state.encode())
 
 
-def build_app(settings: Settings, runtime: TenantRuntime | None = None) -> web.Application:
-    """Return the admin API application with every part of the daemon."""
+def build_app(
+    settings: Settings,
+    runtime: TenantRuntime | None = None,
+    *,
+    run_tenants: bool = True,
+) -> web.Application:
+    """Return the admin API application with every part of the daemon.
+
+    Args:
+        settings: the resolved settings.
+        runtime: the tenant runtime; by default chosen from the settings.
+        run_tenants: False keeps tenant records only, with no servers, no
+            reconciler and no runtime (for tests of the admin API alone).
+    """
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = Store.open(data_dir / "state.db")
@@ -104,7 +116,7 @@ def build_app(settings: Settings, runtime: TenantRuntime | None = None) -> web.A
     context = Context(settings=settings, store=store)
     app = create_app(context)
     app.cleanup_ctx.append(_store_ctx)
-    app.cleanup_ctx.append(_tenants_ctx(runtime))
+    app.cleanup_ctx.append(_tenants_ctx(runtime, run_tenants))
     return app
 
 
@@ -113,12 +125,20 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CONTEXT].store.close()
 
 
-def _tenants_ctx(runtime: TenantRuntime | None):
+def _tenants_ctx(runtime: TenantRuntime | None, run_tenants: bool):
     async def tenants_ctx(app: web.Application) -> AsyncIterator[None]:
         context = app[CONTEXT]
         settings = context.settings
-        chosen = runtime or await asyncio.to_thread(build_runtime, settings)
         secretbox = SecretBox.load_or_create(settings.data_dir / "secret.key")
+        if not run_tenants:
+            manager = TenantManager(settings, context.store, secretbox, None)
+            await manager.start()
+            context.tenants = manager
+            yield
+            await manager.close()
+            return
+
+        chosen = runtime or await asyncio.to_thread(build_runtime, settings)
         manager = TenantManager(settings, context.store, secretbox, chosen)
         await manager.start()
         context.tenants = manager

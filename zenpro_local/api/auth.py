@@ -16,7 +16,7 @@ from zenpro_local.store import Store, utcnow
 
 logger = logging.getLogger(__name__)
 
-PRINCIPAL = "zenpro.principal"
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 # last_used is written at most this often per key, so reads stay reads.
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
