@@ -21,21 +21,38 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
 
-def _client_options() -> argparse.ArgumentParser:
-    shared = argparse.ArgumentParser(add_help=False)
-    shared.add_argument(
+def _add_client_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """Add --url, --token-file and --json.
+
+    They are accepted before and after the subcommand. Only the top-level
+    parser has defaults, because a subparser's defaults would overwrite
+    values given before the subcommand.
+    """
+
+    def default(value):
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
         "--url",
-        default=os.environ.get("ZENPRO_URL", "http://127.0.0.1:8740"),
-        help="Admin API address (also ZENPRO_URL). Default: %(default)s.",
+        default=default(os.environ.get("ZENPRO_URL", "http://127.0.0.1:8740")),
+        help="Admin API address (also ZENPRO_URL). Default: http://127.0.0.1:8740.",
     )
-    shared.add_argument(
+    parser.add_argument(
         "--token-file",
         type=Path,
+        default=default(None),
         help="File holding an API key (also ZENPRO_TOKEN with the key itself). "
         "Default: admin-token in the data folder (ZENPRO_DATA_DIR or the "
         "default one).",
     )
-    shared.add_argument("--json", action="store_true", help="Print JSON.")
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="Print JSON."
+    )
+
+
+def _client_options() -> argparse.ArgumentParser:
+    shared = argparse.ArgumentParser(add_help=False)
+    _add_client_options(shared, defaults=False)
     return shared
 
 
@@ -235,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="zenpro-local",
         description="ZenML Pro organizations and tenants on one machine.",
     )
+    _add_client_options(parser, defaults=True)
     top = parser.add_subparsers(dest="command", required=True)
 
     serve = top.add_parser("serve", help="Run the daemon.")

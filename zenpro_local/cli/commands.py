@@ -140,9 +140,10 @@ def _tenant_change(body: dict, goal: tuple[str, ...]) -> Command:
         found = tenant(client, args.tenant)
         if "zenml_version" in body:
             body["zenml_version"] = args.zenml_version
+        seen = _event_count(client, found["id"])
         updated = client.patch(f"/api/v1/tenants/{found['id']}", body)
         if args.wait:
-            return _wait(client, updated, goal, args)
+            return _wait(client, updated, goal, args, seen)
         print_object(updated, args.json)
         return 0
 
@@ -156,9 +157,10 @@ tenant_upgrade = _tenant_change({"zenml_version": None}, ("available",))
 
 def tenant_restart(client: Client, args: argparse.Namespace) -> int:
     found = tenant(client, args.tenant)
+    seen = _event_count(client, found["id"])
     updated = client.post(f"/api/v1/tenants/{found['id']}/restart")
     if args.wait:
-        return _wait(client, updated, ("available",), args)
+        return _wait(client, updated, ("available",), args, seen)
     print_object(updated, args.json)
     return 0
 
@@ -166,9 +168,10 @@ def tenant_restart(client: Client, args: argparse.Namespace) -> int:
 def tenant_delete(client: Client, args: argparse.Namespace) -> int:
     found = tenant(client, args.tenant)
     query = "?purge=true" if args.purge else ""
+    seen = _event_count(client, found["id"])
     deleted = client.delete(f"/api/v1/tenants/{found['id']}{query}")
     if args.wait:
-        return _wait(client, deleted, ("deleted",), args)
+        return _wait(client, deleted, ("deleted",), args, seen)
     print_object(deleted, args.json)
     return 0
 
@@ -192,9 +195,27 @@ def tenant_api_key(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait(client: Client, row: dict, goal: tuple[str, ...], args: argparse.Namespace) -> int:
-    """Print the tenant's events until its status reaches ``goal`` or failed."""
+def _event_count(client: Client, tenant_id: str) -> int:
+    return client.get(f"/api/v1/tenants/{tenant_id}/events?limit=1")["total"]
+
+
+def _wait(
+    client: Client,
+    row: dict,
+    goal: tuple[str, ...],
+    args: argparse.Namespace,
+    seen_events: int = 0,
+) -> int:
+    """Print the tenant's events until its status reaches ``goal`` or failed.
+
+    The first ``seen_events`` events, from before the request, are skipped.
+    """
     last_event = 0
+    if seen_events:
+        older = client.get(
+            f"/api/v1/tenants/{row['id']}/events?offset={seen_events - 1}&limit=1"
+        )["items"]
+        last_event = older[0]["id"] if older else 0
     deadline = time.monotonic() + args.timeout
     while True:
         try:

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Set up everything the test suite needs, then run it.
+#
+# Usage: scripts/test.sh [pytest arguments]
+#
+# Installs the package with its test extras, the Docker engine, the offline
+# tenant image and *.localhost name resolution, then runs pytest. pytest's
+# "no tests ran" (exit 5) counts as a failure.
+set -euo pipefail
+source "$(dirname "$0")/setup.sh"
+
+check_python
+ensure_localhost_names
+ensure_venv test
+ensure_docker
+ensure_tenant_image
+
+cd "$ROOT"
+status=0
+"$VENV/bin/python" -m pytest "$@" || status=$?
+if [ "$status" -eq 5 ]; then
+    echo "error: no tests ran" >&2
+    exit 1
+fi
+exit "$status"
