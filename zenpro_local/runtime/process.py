@@ -524,27 +524,34 @@ def _boot_id() -> str:
 
 
 def _is_same_process(pid: int, marker: dict[str, Any]) -> bool:
-    """Return whether ``pid`` still is the live process the marker recorded.
-
-    A zombie with the recorded identity counts as ended, and is reaped when it
-    is a child of this process.
-    """
+    """Return whether ``pid`` still is the live process the marker recorded."""
     stat = _read_stat(pid)
     if stat is None or marker.get("pid_start_time") != stat.start_time:
         return False
     if marker.get("boot_id") != _boot_id():
         return False
-    if stat.state == "Z":
-        _reap(pid)
-        return False
-    return True
+    return _is_running(pid, stat)
 
 
-def _reap(pid: int) -> None:
+def _is_running(pid: int, stat: _Stat) -> bool:
+    """Return whether a process runs, reaping it if it is our ended child.
+
+    The kernel shows the main thread of a multi-threaded process as a zombie
+    while its other threads are still exiting and holding its files open (a
+    listening socket among them). So a zombie counts as ended only once it
+    can be reaped or its other threads are gone.
+    """
+    if stat.state != "Z":
+        return True
     try:
-        os.waitpid(pid, os.WNOHANG)
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        return reaped == 0
     except ChildProcessError:
         pass  # not our child: its own parent, or init, reaps it
+    try:
+        return os.listdir(f"/proc/{pid}/task") != [str(pid)]
+    except FileNotFoundError:
+        return False
 
 
 def _signal_group(pid: int, signum: signal.Signals) -> None:
@@ -567,12 +574,13 @@ def _signal_group(pid: int, signum: signal.Signals) -> None:
 
 
 def _group_has_members(process_group: int) -> bool:
-    """Return whether a live (non-zombie) process is in ``process_group``."""
+    """Return whether a running process is in ``process_group``."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        stat = _read_stat(int(entry.name))
-        if stat and stat.process_group == process_group and stat.state != "Z":
+        pid = int(entry.name)
+        stat = _read_stat(pid)
+        if stat and stat.process_group == process_group and _is_running(pid, stat):
             return True
     return False
 
