@@ -221,6 +221,13 @@ SETTINGS: tuple[Setting, ...] = (
         "means DOCKER_HOST or the default socket.",
     ),
     Setting(
+        "process.venvs_dir",
+        str,
+        "",
+        "Folder of the per-version ZenML virtual environments of the process "
+        "runtime; empty means <data_dir>/venvs.",
+    ),
+    Setting(
         "tls.mode",
         str,
         "internal",

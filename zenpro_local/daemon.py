@@ -74,9 +74,10 @@ def build_runtime(settings: Settings) -> TenantRuntime:
     from zenpro_local.runtime.process import ProcessRuntime
     from zenpro_local.runtime.venvs import VenvManager
 
+    venvs_dir = settings["process.venvs_dir"] or data_dir / "venvs"
     return ProcessRuntime(
         data_dir=data_dir,
-        venvs=VenvManager(data_dir / "venvs"),
+        venvs=VenvManager(Path(venvs_dir).expanduser()),
         daemon_id=daemon_id(data_dir),
     )
 
