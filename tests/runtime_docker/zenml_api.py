@@ -8,8 +8,8 @@ import time
 import aiohttp
 import pytest
 
-# Seconds a fresh ZenML server gets to answer /health. It needs about 5 to
-# 10 s on an idle machine, and more while other tests load the CPUs.
+# Seconds a fresh ZenML server gets to return 200 on /health. It took 5 to
+# 20 s on a 2-core test machine, more while other tests loaded the CPUs.
 HEALTH_TIMEOUT = 120.0
 
 
@@ -71,7 +71,12 @@ async def user_names(base_url: str, token: str) -> set[str]:
 async def create_user(base_url: str, token: str, name: str) -> None:
     """Create a user through the ZenML API."""
     headers = {"Authorization": f"Bearer {token}"}
-    body = {"name": name, "password": ADMIN_PASSWORD, "active": True}
+    body = {
+        "name": name,
+        "password": ADMIN_PASSWORD,
+        "active": True,
+        "is_admin": False,
+    }
     async with aiohttp.ClientSession(headers=headers) as session:
         async with session.post(f"{base_url}/api/v1/users", json=body) as response:
             assert response.status == 200, await response.text()
