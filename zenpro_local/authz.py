@@ -164,21 +164,40 @@ def matches(permission: str, resource: str, action: str) -> bool:
 def covers(held: Iterable[str], wanted: Iterable[str]) -> bool:
     """Return whether the ``held`` permissions include every ``wanted`` one.
 
-    A wanted wildcard is covered only by a held wildcard at least as wide.
+    A wanted wildcard expands to each known resource type or action it
+    matches: ``*:read`` is covered by read permissions on every resource
+    type, and ``organization:*`` needs every action on organizations.
     """
     held = tuple(held)
     for permission in wanted:
-        resource, _, action = permission.partition(":")
-        if not any(_covers_one(have, resource, action) for have in held):
-            return False
+        for resource, action in _expand(permission):
+            if not any(matches(have, resource, action) for have in held):
+                return False
     return True
 
 
-def _covers_one(have: str, resource: str, action: str) -> bool:
-    have_resource, _, have_action = have.partition(":")
-    if have_resource != "*" and have_resource != resource:
-        return False
-    return have_action == "*" or have_action == action
+def _actions_of(resource: str) -> tuple[str, ...]:
+    return ZENML_ACTIONS if resource in ZENML_RESOURCES else DAEMON_ACTIONS
+
+
+def _expand(permission: str) -> list[tuple[str, str]]:
+    """Return the concrete ``(resource, action)`` pairs a permission names.
+
+    A pattern that names no known pair is returned as it is, so that only a
+    held permission at least as wide covers it.
+    """
+    resource, _, action = permission.partition(":")
+    known = DAEMON_RESOURCES + ZENML_RESOURCES
+    pairs: list[tuple[str, str]] = []
+    for name in known if resource == "*" else (resource,):
+        if name not in known:
+            continue
+        actions = _actions_of(name)
+        if action == "*":
+            pairs.extend((name, each) for each in actions)
+        elif action in actions:
+            pairs.append((name, action))
+    return pairs or [(resource, action)]
 
 
 @dataclass(frozen=True)
@@ -322,23 +341,28 @@ def validate_permissions(scope: str, permissions: Iterable[str]) -> str | None:
 
 
 def sync_predefined_roles(store: Store) -> None:
-    """Write the predefined roles into the roles table, as this code has them."""
+    """Write the predefined roles into the roles table, as this code has them.
+
+    Idempotent: a row that already matches is left alone, so ``created``
+    and ``updated`` change only when this code changes a role.
+    """
     from zenpro_local.store import utcnow
 
     now = utcnow()
     with store.transaction() as db:
         for role in PREDEFINED_ROLES:
-            db["roles"].upsert(
-                {
-                    "id": role.id,
-                    "organization_id": None,
-                    "name": role.name,
-                    "scope": role.scope,
-                    "description": role.description,
-                    "permissions": json.dumps(list(role.permissions)),
-                    "predefined": 1,
-                    "created": now,
-                    "updated": now,
-                },
-                pk="id",
-            )
+            wanted = {
+                "organization_id": None,
+                "name": role.name,
+                "scope": role.scope,
+                "description": role.description,
+                "permissions": json.dumps(list(role.permissions)),
+                "predefined": 1,
+            }
+            current = store.query_one("SELECT * FROM roles WHERE id = ?", [role.id])
+            if current is None:
+                db["roles"].insert(
+                    {"id": role.id, **wanted, "created": now, "updated": now}
+                )
+            elif any(current[key] != value for key, value in wanted.items()):
+                db["roles"].update(role.id, {**wanted, "updated": now})

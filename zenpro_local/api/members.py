@@ -11,7 +11,11 @@ from zenpro_local.api.auth import principal
 from zenpro_local.api.context import context
 from zenpro_local.api.errors import invalid, not_found
 from zenpro_local.api.requests import page, pagination, read_body
-from zenpro_local.api.role_assignments import delete_assignment, insert_assignment
+from zenpro_local.api.role_assignments import (
+    delete_assignment,
+    insert_assignment,
+    not_in_organization,
+)
 from zenpro_local.api.roles import ensure_may_grant, find_role
 from zenpro_local.api.routing import PAGINATION, route
 from zenpro_local.store import Store
@@ -102,10 +106,13 @@ async def add_member(request: web.Request) -> web.Response:
 
     user = _find_user_to_add(store, body)
     role = find_role(store, organization_id, body.role_id)
-    if role is None or role["scope"] != "organization":
+    if role is None:
+        raise not_in_organization("role", body.role_id, "role_id")
+    if role["scope"] != "organization":
         raise invalid(
             "role_id",
-            f"{body.role_id!r} is not an organization role of this organization",
+            f"role {body.role_id!r} is a tenant role: members get an organization "
+            "role, and tenant roles are given through role assignments",
         )
     ensure_may_grant(request, role, organization_id, None)
 

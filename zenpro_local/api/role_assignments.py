@@ -137,6 +137,16 @@ def delete_assignment(request: web.Request, row: dict) -> None:
         )
 
 
+def not_in_organization(kind: str, identifier: str, field: str) -> ApiError:
+    """Return the 404 for a request body naming an object outside the organization.
+
+    Objects of other organizations get the same response as unknown ids.
+    """
+    return ApiError(
+        404, f"{kind} {identifier!r} not found in this organization", field=field
+    )
+
+
 def _check_holder(
     store: Store, organization_id: str, body: models.RoleAssignmentCreate
 ) -> None:
@@ -155,7 +165,7 @@ def _check_holder(
             [body.team_id, organization_id],
         )
         if team is None:
-            raise invalid("team_id", f"team {body.team_id!r} not found in this organization")
+            raise not_in_organization("team", body.team_id, "team_id")
 
 
 def _check_place(
@@ -171,9 +181,16 @@ def _check_place(
     if tenant_id is None:
         access.organization(request, organization_id, "role_assignment", "create")
         return
-    tenant = access.tenant(request, tenant_id, "role_assignment", "create", include_deleted=False)
+    try:
+        tenant = access.tenant(
+            request, tenant_id, "role_assignment", "create", include_deleted=False
+        )
+    except ApiError as error:
+        if error.status == 404:
+            raise not_in_organization("tenant", tenant_id, "tenant_id") from None
+        raise
     if tenant["organization_id"] != organization_id:
-        raise not_found("tenant", tenant_id)
+        raise not_in_organization("tenant", tenant_id, "tenant_id")
 
 
 @route(
@@ -194,7 +211,7 @@ async def create_role_assignment(request: web.Request) -> web.Response:
 
     role = find_role(store, organization_id, body.role_id)
     if role is None:
-        raise invalid("role_id", f"role {body.role_id!r} not found in this organization")
+        raise not_in_organization("role", body.role_id, "role_id")
     _check_place(request, organization_id, role, body.tenant_id)
     _check_holder(store, organization_id, body)
     ensure_may_grant(request, role, organization_id, body.tenant_id)
