@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 import uuid
 from pathlib import Path
 
@@ -208,7 +209,10 @@ async def test_missing_image_names_build_command(runtime, make_spec):
 
     message = str(raised.value)
     assert "zenpro-local-test/absent:0.0.1" in message
-    assert "zenpro-local image build --zenml-version 0.0.1" in message
+    assert (
+        "zenpro-local image build --zenml-version 0.0.1 "
+        "--tag zenpro-local-test/absent:0.0.1"
+    ) in message
     assert not await runtime.image_present(spec.image)
 
 
@@ -234,3 +238,30 @@ async def test_invalid_environment_name_rejected(runtime, make_spec):
 
     assert "Invalid environment variable name" in str(raised.value)
     assert "secret-value-123" not in str(raised.value)
+
+
+async def test_missing_image_keeps_old_container(runtime, make_spec):
+    spec = make_spec()
+    await runtime.create(spec)
+    upgrade = dataclasses.replace(spec, image="zenpro-local-test/absent:0.0.2")
+
+    with pytest.raises(TenantRuntimeError, match="not present"):
+        await runtime.create(upgrade)
+
+    info = await runtime.inspect(spec.tenant_id)
+    assert info.state is InstanceState.CREATED
+    assert info.config_hash == spec.config_hash()
+
+
+async def test_start_on_busy_port_fails(runtime, make_spec):
+    spec = make_spec()
+    await runtime.create(spec)
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", spec.port))
+        listener.listen()
+        with pytest.raises(TenantRuntimeError) as raised:
+            await runtime.start(spec)
+
+    assert str(spec.port) in str(raised.value)
+    assert (await runtime.inspect(spec.tenant_id)).state is not InstanceState.RUNNING

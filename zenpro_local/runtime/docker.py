@@ -187,6 +187,13 @@ class DockerRuntime(TenantRuntime):
         if existing is not None:
             if existing.labels.get(LABEL_CONFIG_HASH) == spec.config_hash():
                 return
+
+        # Checked before the old container goes, so a missing image leaves
+        # the tenant running as it was.
+        image = spec.image or default_image(spec.zenml_version)
+        await self.ensure_image(image, zenml_version=spec.zenml_version)
+
+        if existing is not None:
             logger.info(
                 "Replacing container %s of tenant %s: its configuration changed",
                 existing.name,
@@ -194,9 +201,6 @@ class DockerRuntime(TenantRuntime):
             )
             await self._stop_container(existing, spec.tenant_id, StopTimeouts())
             await self._call(self._remove_container, existing)
-
-        image = spec.image or default_image(spec.zenml_version)
-        await self.ensure_image(image, zenml_version=spec.zenml_version)
         await self._call(self._create_container, spec, image)
 
     async def start(self, spec: TenantSpec) -> None:
@@ -217,7 +221,8 @@ class DockerRuntime(TenantRuntime):
         logger.info(
             "Starting container %s of tenant %s", container.name, spec.tenant_id
         )
-        await self._call(self._start_container, container, spec)
+        action = f"starting container {container.name}"
+        await self._call(self._docker, action, container.start)
 
     async def stop(self, tenant_id: str, timeouts: StopTimeouts) -> None:
         """Stop the tenant's container: SIGINT, then SIGTERM, then SIGKILL.
@@ -351,6 +356,8 @@ class DockerRuntime(TenantRuntime):
             return
 
         pull_error = ""
+        # NOTE: no test runs this pull, as the test machines reach no registry.
+        # On a timeout the pull goes on in its thread until the engine ends it.
         if self.allow_pull:
             logger.info("Pulling image %s", image)
             try:
@@ -365,10 +372,13 @@ class DockerRuntime(TenantRuntime):
             logger.warning("Pulling image %s failed: %s", image, pull_error)
 
         version = zenml_version or image.rsplit(":", 1)[-1]
+        command = f"zenpro-local image build --zenml-version {version}"
+        if image != default_image(version):
+            command += f" --tag {image}"
         reason = f" and pulling it failed ({pull_error})" if pull_error else ""
         raise TenantRuntimeError(
-            f"Image {image} is not present in the Docker engine{reason}. Build "
-            f"it offline with: zenpro-local image build --zenml-version {version}"
+            f"Image {image} is not present in the Docker engine{reason}. "
+            f"Build it offline with: {command}"
         )
 
     # -- snapshots ---------------------------------------------------------
@@ -535,19 +545,6 @@ class DockerRuntime(TenantRuntime):
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges:true"],
             )
-
-    def _start_container(self, container: Container, spec: TenantSpec) -> None:
-        with _translate_errors(f"starting container {container.name}"):
-            try:
-                container.start()
-            except docker.errors.APIError as error:
-                if "port is already allocated" in str(error.explanation or ""):
-                    raise TenantRuntimeError(
-                        f"Port 127.0.0.1:{spec.port} of tenant {spec.tenant_id} "
-                        "is in use by another program; free it or give the "
-                        "tenant another port"
-                    ) from error
-                raise
 
     def _remove_container(self, container: Container) -> None:
         logger.info("Removing container %s", container.name)
@@ -833,6 +830,7 @@ def _translate_errors(action: str, secrets: Iterable[str] = ()) -> Iterator[None
         action: What was being done, such as ``"creating volume zenpro-x"``.
         secrets: Values removed from the engine's message before it is shown.
     """
+    action = action[:1].upper() + action[1:]
     try:
         yield
     except TenantRuntimeError:
