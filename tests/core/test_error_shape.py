@@ -107,9 +107,9 @@ def _operation_id(operation: Operation) -> str:
 def _valid_body(operation: Operation) -> dict | None:
     if operation.body is None:
         return None
-    assert operation.body in VALID_BODIES, (
-        f"add a valid body for {operation.body.__name__} to VALID_BODIES"
-    )
+    assert (
+        operation.body in VALID_BODIES
+    ), f"add a valid body for {operation.body.__name__} to VALID_BODIES"
     return dict(VALID_BODIES[operation.body])
 
 

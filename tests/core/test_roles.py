@@ -407,7 +407,11 @@ async def test_other_organization_ids_in_bodies_are_404(world):
         ({"role_id": other["role_id"], "user_id": plain}, "role_id"),
         ({"role_id": "organization-viewer", "team_id": other["team_id"]}, "team_id"),
         (
-            {"role_id": "tenant-viewer", "user_id": plain, "tenant_id": other["tenant_id"]},
+            {
+                "role_id": "tenant-viewer",
+                "user_id": plain,
+                "tenant_id": other["tenant_id"],
+            },
             "tenant_id",
         ),
     ]
@@ -556,7 +560,11 @@ async def test_custom_role_beyond_own_rights_refused(world):
         "POST",
         organization + "/role_assignments",
         token=ids.user("tenant-admin").token,
-        json={"role_id": "tenant-admin", "user_id": plain, "tenant_id": ids.tenant("t2")},
+        json={
+            "role_id": "tenant-admin",
+            "user_id": plain,
+            "tenant_id": ids.tenant("t2"),
+        },
     )
     assert_error(by_tenant_admin_on_org, 404, field="tenant_id")
 
@@ -595,7 +603,9 @@ async def test_last_admin_cannot_be_removed(world):
         )
         assert_error(left, 409)
 
-    still = await daemon.call("GET", f"/api/v1/organizations/{created}", token=founder.token)
+    still = await daemon.call(
+        "GET", f"/api/v1/organizations/{created}", token=founder.token
+    )
     assert still.status == 200
 
 
@@ -649,9 +659,7 @@ async def test_rights_are_union_of_user_and_team(world):
     viewer = ids.user("tenant-viewer")
     t1 = f"/api/v1/tenants/{ids.tenant('t1')}"
     change = {"description": "by the viewer"}
-    assert_error(
-        await daemon.call("PATCH", t1, token=viewer.token, json=change), 403
-    )
+    assert_error(await daemon.call("PATCH", t1, token=viewer.token, json=change), 403)
 
     await assign_role(
         daemon,

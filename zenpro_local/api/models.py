@@ -16,18 +16,19 @@ NAME_RULE = (
     "must be a DNS label: 1 to 63 characters of a-z, 0-9 and '-', not "
     "starting or ending with '-'"
 )
-_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+# Checked with fullmatch(): "$" would also accept a trailing newline.
+_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 
 def _check_dns_label(value: str) -> str:
-    if not _DNS_LABEL.match(value):
+    if not _DNS_LABEL.fullmatch(value):
         raise ValueError(f"{value!r} {NAME_RULE}")
     return value
 
 
 def _check_username(value: str) -> str:
-    if not _USERNAME.match(value):
+    if not _USERNAME.fullmatch(value):
         raise ValueError(
             f"{value!r} must be 1 to 64 characters of letters, digits and "
             "'.', '_', '@', '-', starting with a letter or digit"
@@ -38,6 +39,8 @@ def _check_username(value: str) -> str:
 DnsLabel = Annotated[str, AfterValidator(_check_dns_label)]
 Username = Annotated[str, AfterValidator(_check_username)]
 Description = Annotated[str, Field(max_length=1000)]
+# ASCII digits only: "\d" would also accept other scripts' digits.
+ZenmlVersion = Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")]
 
 
 class Request(BaseModel):
@@ -231,13 +234,13 @@ DesiredState = Literal["available", "deactivated"]
 class TenantCreate(Request):
     name: DnsLabel
     description: Description = ""
-    zenml_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] | None = None
+    zenml_version: ZenmlVersion | None = None
 
 
 class TenantUpdate(Request):
     description: Description | None = None
     desired_state: DesiredState | None = None
-    zenml_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] | None = None
+    zenml_version: ZenmlVersion | None = None
 
 
 class Tenant(Response):
