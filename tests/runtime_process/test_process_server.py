@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import os
 import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -47,6 +52,15 @@ async def server_id(base_url: str) -> str:
         async with session.get(f"{base_url}/api/v1/info") as response:
             assert response.status == 200
             return (await response.json())["id"]
+
+
+def process_runs(pid: int) -> bool:
+    """Return whether ``pid`` exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def port_accepts(port: int) -> bool:
@@ -119,6 +133,27 @@ async def test_stop_start_keeps_data(runtime, make_spec, wait_healthy):
     assert await server_id(base_url) == first_id
 
 
+# A daemon that creates and starts one tenant's server, then exits. The spec
+# arrives as JSON on stdin, so its secret stays off the command line.
+DAEMON_SCRIPT = """
+import asyncio, json, sys
+from pathlib import Path
+from zenpro_local.runtime import TenantSpec
+from zenpro_local.runtime.process import ProcessRuntime
+from zenpro_local.runtime.venvs import VenvManager
+
+async def main():
+    data_dir, venvs_root, daemon_id = sys.argv[1:4]
+    spec = TenantSpec(**json.load(sys.stdin))
+    venvs = VenvManager(Path(venvs_root))
+    runtime = ProcessRuntime(Path(data_dir), venvs, daemon_id)
+    await runtime.create(spec)
+    await runtime.start(spec)
+
+asyncio.run(main())
+"""
+
+
 async def test_new_runtime_adopts_server(
     runtime,
     make_spec,
@@ -126,36 +161,43 @@ async def test_new_runtime_adopts_server(
     data_dir,
     zenml_venvs,
     daemon_id,
-    process_start_time,
 ):
     spec = make_spec()
-    await runtime.create(spec)
-    await runtime.start(spec)
-    await wait_healthy(runtime, spec)
-    before = await runtime.inspect(spec.tenant_id)
+    command = [sys.executable, "-c", DAEMON_SCRIPT, str(data_dir)]
+    command += [str(zenml_venvs.root), daemon_id]
+    first_daemon = await asyncio.to_thread(
+        subprocess.run,
+        command,
+        input=json.dumps(dataclasses.asdict(spec)),
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert first_daemon.returncode == 0, first_daemon.stderr
     pid_file = runtime.tenant_dir(spec.tenant_id) / "server.pid"
     pid = int(pid_file.read_text())
 
-    # A daemon restart: a new runtime object over the same data folder.
-    restarted = ProcessRuntime(data_dir, zenml_venvs, daemon_id)
-    adopted = await restarted.inspect(spec.tenant_id)
+    # The first daemon has exited: this runtime object is the restarted one.
+    adopted = await runtime.inspect(spec.tenant_id)
     assert adopted.state is InstanceState.RUNNING
     assert adopted.config_hash == spec.config_hash()
-    assert adopted.started_at == before.started_at
-    assert [i.tenant_id for i in await restarted.list_instances()] == [spec.tenant_id]
+    assert adopted.started_at
+    assert [i.tenant_id for i in await runtime.list_instances()] == [spec.tenant_id]
+    await wait_healthy(runtime, spec)
 
-    await restarted.create(spec)
-    await restarted.start(spec)
+    await runtime.create(spec)
+    await runtime.start(spec)
     assert int(pid_file.read_text()) == pid
-    await wait_healthy(restarted, spec)
+    assert (await runtime.inspect(spec.tenant_id)).started_at == adopted.started_at
 
     other = ProcessRuntime(data_dir, zenml_venvs, "another-daemon")
     assert await other.list_instances() == []
     assert (await other.inspect(spec.tenant_id)).state is InstanceState.MISSING
 
-    await restarted.stop(spec.tenant_id, StopTimeouts())
-    assert (await restarted.inspect(spec.tenant_id)).state is InstanceState.CREATED
-    assert process_start_time(pid) is None
+    await runtime.stop(spec.tenant_id, StopTimeouts())
+    assert (await runtime.inspect(spec.tenant_id)).state is InstanceState.CREATED
+    assert not process_runs(pid)
+    assert not port_accepts(spec.port)
 
 
 async def test_kill_9_reports_exited(runtime, make_spec, wait_healthy):

@@ -1,9 +1,9 @@
 """VenvManager with small local wheels named ``zenml``, installed offline.
 
-A second real ``zenml[server]`` install would take a minute or more, so
-these tests install hand-made wheels of a package named ``zenml`` from a
-local folder with ``--no-index``. The venv creation, pip install, version
-check, marker and locking are the real code path; only the package is small.
+A second real ``zenml[server]`` install would take 40 s to minutes. So these
+tests install hand-made wheels of a package named ``zenml`` from a local
+folder with ``--no-index``. The venv creation, pip install, version check,
+marker and locking are the real code path, and only the package is small.
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ class ProcessRuntime(TenantRuntime):
     async def create(self, spec: TenantSpec) -> None:
         """Prepare the data folder and the virtual environment for ``spec``.
 
-        Installs ZenML ``spec.zenml_version`` on first use, which takes
+        Installs ZenML ``spec.zenml_version`` on first use, which can take
         minutes. A running server with another configuration hash is stopped,
         after the install, so an upgrade keeps the old server up meanwhile. An
         instance with the same hash keeps its state, EXITED included.

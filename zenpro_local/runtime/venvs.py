@@ -204,9 +204,11 @@ class VenvManager:
             pip_command = self._pip_install_command(version, path)
             await self._run(version, "pip install", pip_command)
             await self._check_installed(version, path)
-        except BaseException:
+        except BaseException as error:
             # Cancellation included: no half-made environment stays behind.
             await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)
+            if isinstance(error, VenvError):
+                logger.error("Removed the incomplete environment %s: %s", path, error)
             raise
 
         self._write_marker(version, path)
