@@ -13,6 +13,7 @@ Unknown keys and values of the wrong type stop start-up with a
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tomllib
 from dataclasses import dataclass
@@ -61,8 +62,9 @@ def _port(value: int) -> str | None:
 
 
 def _positive(value: float) -> str | None:
-    if value <= 0:
-        return "expected a number greater than 0"
+    # "nan" and "inf" parse as floats, in TOML and through float().
+    if not math.isfinite(value) or value <= 0:
+        return "expected a finite number greater than 0"
     return None
 
 
