@@ -4,7 +4,9 @@ A permission is ``"<resource type>:<action>"``; either part may be ``*``.
 Roles are named sets of permissions at organization or tenant scope. A role
 assignment gives a role to a user or a team, on an organization (it then
 applies to every tenant in it) or on one tenant. A user's rights are the
-union of its own assignments and those of its teams. Superusers may do
+union of its own assignments and those of its teams. Any role on an
+organization or tenant also lets its holder read that organization or
+tenant, so a custom role need not list that permission. Superusers may do
 everything.
 
 The admin API and the management plane both ask :func:`allowed`.
@@ -302,7 +304,9 @@ def load_principal(store: Store, user: dict, api_key_id: str | None = None) -> P
             organization_id=row["organization_id"],
             tenant_id=row["tenant_id"],
             role_id=row["role_id"],
-            permissions=tuple(json.loads(row["permissions"])),
+            permissions=_with_implied_read(
+                tuple(json.loads(row["permissions"])), row["tenant_id"]
+            ),
         )
         for row in rows
     ]
@@ -313,6 +317,16 @@ def load_principal(store: Store, user: dict, api_key_id: str | None = None) -> P
         grants=grants,
         api_key_id=api_key_id,
     )
+
+
+def _with_implied_read(
+    permissions: tuple[str, ...], tenant_id: str | None
+) -> tuple[str, ...]:
+    """Add read access to the organization or tenant a grant applies to."""
+    implied = "tenant:read" if tenant_id else "organization:read"
+    if implied in permissions:
+        return permissions
+    return permissions + (implied,)
 
 
 def validate_permissions(scope: str, permissions: Iterable[str]) -> str | None:

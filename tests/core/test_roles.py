@@ -689,3 +689,57 @@ async def test_team_member_add_needs_team_rights(world):
         json={"user_id": ids.user("plain").id},
     )
     assert_error(response, 403)
+
+
+async def test_custom_tenant_role_shows_tenant(world):
+    daemon, ids = world
+    plain = ids.user("plain")
+    role = await daemon.call(
+        "POST",
+        _organization(ids) + "/roles",
+        json={"name": "stacker", "scope": "tenant", "permissions": ["stack:read"]},
+    )
+    assert role.status == 201, role.body
+    assert await _tenant_names(daemon, plain.token) == (0, [])
+
+    await assign_role(
+        daemon,
+        ids.organization_id,
+        role.body["id"],
+        user_id=plain.id,
+        tenant_id=ids.tenant("t1"),
+    )
+    assert await _tenant_names(daemon, plain.token) == (1, ["t1"])
+    seen = await daemon.call(
+        "GET", f"/api/v1/tenants/{ids.tenant('t1')}", token=plain.token
+    )
+    assert seen.status == 200
+    assert_error(
+        await daemon.call(
+            "GET", f"/api/v1/tenants/{ids.tenant('t2')}", token=plain.token
+        ),
+        404,
+    )
+    changed = await daemon.call(
+        "PATCH",
+        f"/api/v1/tenants/{ids.tenant('t1')}",
+        token=plain.token,
+        json={"description": "x"},
+    )
+    assert_error(changed, 403)
+
+
+async def test_custom_organization_role_reads_organization(world):
+    daemon, ids = world
+    outsider = ids.user("outsider")
+    await add_member(daemon, ids.organization_id, outsider.id, ids.role_id)
+    response = await daemon.call("GET", _organization(ids), token=outsider.token)
+    assert response.status == 200, response.body
+    teams = await daemon.call(
+        "GET", _organization(ids) + "/teams", token=outsider.token
+    )
+    assert teams.status == 200
+    members = await daemon.call(
+        "GET", _organization(ids) + "/members", token=outsider.token
+    )
+    assert_error(members, 403)

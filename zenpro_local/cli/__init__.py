@@ -21,6 +21,10 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
 
+class UsageError(Exception):
+    """The command line names something unusable, e.g. an unreadable file."""
+
+
 def _add_client_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     """Add --url, --token-file and --json.
 
@@ -290,9 +294,11 @@ def _token(args: argparse.Namespace) -> str | None:
     path = args.token_file or Path(data_dir) / "admin-token"
     try:
         return path.read_text().strip()
-    except OSError:
+    except OSError as error:
         if args.token_file:
-            raise ConnectionFailed(f"cannot read token file {path}: check --token-file")
+            raise UsageError(
+                f"cannot read token file {path} ({error.strerror}): check --token-file"
+            ) from None
         return None
 
 
@@ -316,3 +322,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConnectionFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE

@@ -433,7 +433,7 @@ def role_unassign(client: Client, args: argparse.Namespace) -> int:
 
 def api_key_create(client: Client, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"note": args.note}
-    if args.expires_in_days:
+    if args.expires_in_days is not None:
         body["expires_in_days"] = args.expires_in_days
     created = client.post(f"/api/v1/users/{args.user}/api_keys", body)
     if args.json:
