@@ -26,10 +26,11 @@ def run(args: argparse.Namespace) -> int:
         return build_image(settings, args)
 
     from zenpro_local import daemon
+    from zenpro_local.store.migrations import SchemaVersionError
 
     try:
         daemon.serve(settings)
-    except OSError as error:
+    except (OSError, SchemaVersionError) as error:
         logging.getLogger(__name__).error("Daemon stopped: %s", error)
         return 1
     return 0

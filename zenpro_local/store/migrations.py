@@ -17,6 +17,10 @@ import sqlite_utils
 
 logger = logging.getLogger(__name__)
 
+
+class SchemaVersionError(RuntimeError):
+    """The state database has a newer schema than this daemon knows."""
+
 V1_INITIAL = """
 CREATE TABLE organizations (
     id TEXT PRIMARY KEY,
@@ -159,11 +163,11 @@ def migrate(db: sqlite_utils.Database, path: Path) -> None:
     """Bring the schema at ``path`` to :data:`LATEST_VERSION`.
 
     Raises:
-        RuntimeError: the database is newer than this daemon knows.
+        SchemaVersionError: the database is newer than this daemon knows.
     """
     version = current_version(db)
     if version > LATEST_VERSION:
-        raise RuntimeError(
+        raise SchemaVersionError(
             f"state database {path} has schema version {version}, newer than "
             f"{LATEST_VERSION} that this daemon knows: upgrade zenpro-local"
         )
