@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 class SchemaVersionError(RuntimeError):
-    """The state database has a newer schema than this daemon knows."""
+    """The state database's schema is newer than this daemon supports."""
 
 V1_INITIAL = """
 CREATE TABLE organizations (
@@ -163,7 +163,7 @@ def migrate(db: sqlite_utils.Database, path: Path) -> None:
     """Bring the schema at ``path`` to :data:`LATEST_VERSION`.
 
     Raises:
-        SchemaVersionError: the database is newer than this daemon knows.
+        SchemaVersionError: the database is newer than this daemon supports.
     """
     version = current_version(db)
     if version > LATEST_VERSION:
