@@ -192,6 +192,7 @@ def start_daemon_process(data_dir: Path, port: int, kind: str) -> DaemonProcess:
         "ZENPRO_RUNTIME": kind,
         "ZENPRO_HTTPS_PORT": "8443",
         "ZENPRO_RECONCILE_INTERVAL": "2",
+        "ZENPRO_PROCESS_VENVS_DIR": str(test_cache() / "venvs"),
     }
     log = open(data_dir / "daemon.log", "ab")
     process = subprocess.Popen(

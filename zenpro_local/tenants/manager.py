@@ -471,11 +471,15 @@ class TenantManager:
         row = self._require(tenant_id)
         old_version = row["zenml_version"]
         self._write(tenant_id, status="provisioning", status_reason="")
-        self._event(row, "step", f"stopping the server to upgrade {old_version} -> {version}", None)
-        await self._stop_and_remove(row)
+        self._event(
+            row, "step", f"stopping the server to upgrade {old_version} -> {version}", None
+        )
+        # Only one server may write the database: stop, copy it, then remove.
+        await self.runtime.stop(tenant_id, self._stop_timeouts())
         snapshot = self._snapshot_path(row, old_version)
         await self.runtime.snapshot(tenant_id, snapshot)
-        self._event(row, "step", f"database snapshot saved to {snapshot.name}", None)
+        self._event(row, "step", f"database snapshot saved as {snapshot.name}", None)
+        await self.runtime.remove(tenant_id)
 
         self._write(tenant_id, zenml_version=version)
         try:
@@ -485,13 +489,21 @@ class TenantManager:
             return
         self._event(row, "upgraded", f"upgraded from {old_version} to {version}", None)
 
-    async def _roll_back(self, row: dict, old_version: str, snapshot: Path, reason: str) -> None:
+    async def _roll_back(
+        self, row: dict, old_version: str, snapshot: Path, reason: str
+    ) -> None:
+        """Put the old version and the database snapshot back, then start."""
         tenant_id = row["id"]
-        self._event(row, "step", f"upgrade failed, rolling back to {old_version}: {reason}", None)
+        self._event(
+            row, "step", f"upgrade failed, rolling back to {old_version}: {reason}", None
+        )
         await self._stop_and_remove(row)
-        await self.runtime.restore(tenant_id, snapshot)
+
         self._write(tenant_id, zenml_version=old_version)
+        await self.runtime.create(self.spec(self._require(tenant_id)))
+        await self.runtime.restore(tenant_id, snapshot)
         await self._provision(tenant_id)
+
         self._write(
             tenant_id, status_reason=f"upgrade failed and was rolled back: {reason}"
         )
