@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.core.helpers import (
@@ -266,6 +268,24 @@ async def test_duplicate_team_member_conflicts(daemon, organization_id):
     state.check()
 
 
+async def test_concurrent_duplicates_one_wins(daemon, organization_id):
+    requests = [
+        ("/api/v1/organizations", {"name": "race"}),
+        (f"/api/v1/organizations/{organization_id}/tenants", {"name": "race"}),
+        (f"/api/v1/organizations/{organization_id}/teams", {"name": "race"}),
+    ]
+    for path, body in requests:
+        responses = await asyncio.gather(
+            *(daemon.call("POST", path, json=body) for _ in range(20))
+        )
+        statuses = sorted(response.status for response in responses)
+        assert statuses[0] in (201, 202)
+        assert statuses[1:] == [409] * 19
+        for response in responses[1:]:
+            if response.status == 409:
+                assert_error(response, 409)
+
+
 # Other rejected requests
 
 
@@ -294,6 +314,34 @@ async def test_member_of_other_scope_rejected(daemon, organization_id):
         json={"user_id": user.id, "username": "bob"},
     )
     assert_error(both, 422, field="user_id")
+    state.check()
+
+
+async def test_assignment_holder_must_be_one(daemon, organization_id):
+    user = await create_user(daemon, "bob")
+    await add_member(daemon, organization_id, user.id)
+    team = await daemon.call(
+        "POST", f"/api/v1/organizations/{organization_id}/teams", json={"name": "crew"}
+    )
+    outsider = await create_user(daemon, "eve")
+    path = f"/api/v1/organizations/{organization_id}/role_assignments"
+    state = StateUnchanged(daemon)
+
+    for body, field in (
+        ({"role_id": "organization-viewer"}, "user_id"),
+        (
+            {
+                "role_id": "organization-viewer",
+                "user_id": user.id,
+                "team_id": team.body["id"],
+            },
+            "user_id",
+        ),
+        ({"role_id": "organization-viewer", "user_id": outsider.id}, "user_id"),
+        ({"role_id": "tenant-viewer", "user_id": user.id}, "tenant_id"),
+    ):
+        response = await daemon.call("POST", path, json=body)
+        assert_error(response, 422, field=field)
     state.check()
 
 

@@ -206,6 +206,23 @@ async def _check_bad_bodies(daemon, operation, ids, body) -> None:
     _check_declared(operation, 413)
 
 
+async def test_hostile_json_is_400(daemon):
+    json_header = {"Content-Type": "application/json"}
+    for raw in (
+        "[" * 100_000,
+        '{"name": ' + "[" * 50_000 + "]" * 50_000 + "}",
+        '{"name": ' + "1" * 5000 + "}",
+        b'{"name": "\xff"}',
+        '{"name": NaN, "name": Infinity',
+    ):
+        response = await daemon.call(
+            "POST", "/api/v1/organizations", data=raw, headers=json_header
+        )
+        error = assert_error(response, 400, field=None)
+        assert error["code"] == "bad_request"
+        assert error["message"].startswith("malformed JSON")
+
+
 async def test_unknown_route_is_404(daemon):
     for path, token in (("/api/v1/no-such-thing", "admin"), ("/no-such-page", None)):
         response = await daemon.call("GET", path, token=token)

@@ -1,6 +1,6 @@
 """The admin API's resources and REST conventions, as a client sees them.
 
-Creates answer 201 with the object, background work 202, deletes 204 with
+Creates return 201 with the object, background work 202, deletes 204 with
 no body, and lists ``{"items", "total", "offset", "limit"}``.
 """
 

@@ -609,6 +609,21 @@ async def test_last_admin_cannot_be_removed(world):
     assert still.status == 200
 
 
+async def test_last_admin_user_not_deleted(world):
+    daemon, ids = world
+    founder = ids.user("org-admin")
+    created = await create_organization(daemon, "solo", token=founder.token)
+
+    refused = await daemon.call("DELETE", f"/api/v1/users/{founder.id}")
+    error = assert_error(refused, 409)
+    assert "'solo'" in error["message"]
+    assert "last Admin" in error["message"]
+
+    await add_member(daemon, created, ids.user("plain").id, "organization-admin")
+    deleted = await daemon.call("DELETE", f"/api/v1/users/{founder.id}")
+    assert deleted.status == 204, deleted.body
+
+
 async def test_second_admin_can_be_removed(world):
     daemon, ids = world
     # The superuser created "acme", so "acme" has two Admins.

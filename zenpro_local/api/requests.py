@@ -25,7 +25,13 @@ async def read_body(request: web.Request, model: type[Model]) -> Model:
         raise ApiError(400, "missing request body: send a JSON object")
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except RecursionError:
+        raise ApiError(
+            400, "malformed JSON in request body: nested too deeply"
+        ) from None
+    except ValueError as error:
+        # JSONDecodeError, UnicodeDecodeError, and integers longer than
+        # Python's limit on digits (4300 by default) are all ValueErrors.
         raise ApiError(400, f"malformed JSON in request body: {error}") from None
     if not isinstance(data, dict):
         raise ApiError(422, "request body must be a JSON object")

@@ -14,6 +14,7 @@ from zenpro_local.api.auth import principal
 from zenpro_local.api.context import context
 from zenpro_local.api.errors import ApiError, conflict, forbidden, not_found
 from zenpro_local.api.requests import page, pagination, read_body
+from zenpro_local.api.role_assignments import count_admins
 from zenpro_local.api.routing import PAGINATION, route
 from zenpro_local.authz import Principal
 from zenpro_local.store import Store, new_id, utcnow
@@ -251,13 +252,24 @@ async def update_user(request: web.Request) -> web.Response:
     return web.json_response(serialize({**row, **changes}))
 
 
+def _organizations_with_sole_admin(store: Store, user_id: str) -> list[str]:
+    """Return the names of organizations whose only Admin user is ``user_id``."""
+    rows = store.query_all(
+        "SELECT o.id, o.name FROM organizations o JOIN role_assignments a "
+        "ON a.organization_id = o.id WHERE a.user_id = ? AND a.tenant_id IS NULL "
+        "AND a.role_id = 'organization-admin' ORDER BY o.name",
+        [user_id],
+    )
+    return [row["name"] for row in rows if count_admins(store, row["id"]) <= 1]
+
+
 @route(
     "DELETE",
     "/api/v1/users/{user_id}",
     summary="Delete a user with its API keys and role assignments (superusers only)",
     tag=TAG,
     status=204,
-    errors=(401, 403, 404, 422),
+    errors=(401, 403, 404, 409, 422),
 )
 async def delete_user(request: web.Request) -> web.Response:
     caller = principal(request)
@@ -266,6 +278,13 @@ async def delete_user(request: web.Request) -> web.Response:
     if row["id"] == caller.user_id:
         raise ApiError(422, "you cannot delete yourself: ask another superuser")
     store = context(request).store
+    sole = _organizations_with_sole_admin(store, row["id"])
+    if sole:
+        raise conflict(
+            f"user {row['username']!r} is the last Admin of organization "
+            f"{', '.join(repr(name) for name in sole)}: make another user "
+            "Admin first"
+        )
     with store.transaction() as db:
         db["users"].delete(row["id"])
         store.record_event(
