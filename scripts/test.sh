@@ -11,6 +11,8 @@ source "$(dirname "$0")/setup.sh"
 
 check_python
 ensure_localhost_names
+# systemd-analyze checks the shipped units.
+apt_install systemd
 ensure_venv test
 ensure_docker
 ensure_tenant_image

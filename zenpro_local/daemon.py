@@ -144,7 +144,9 @@ def _tenants_ctx(runtime: TenantRuntime | None, run_tenants: bool):
         await manager.start()
         context.tenants = manager
 
-        reconciler = Reconciler(manager, settings["reconcile_interval"])
+        reconciler = Reconciler(
+            manager, settings["reconcile_interval"], settings["health_interval"]
+        )
         await reconciler.reconcile_once()
         reconciler.start()
         yield

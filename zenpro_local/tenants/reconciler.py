@@ -46,9 +46,12 @@ class _Health:
 class Reconciler:
     """Runs reconcile passes: at start, on a timer, and on request."""
 
-    def __init__(self, manager: TenantManager, interval: float):
+    def __init__(
+        self, manager: TenantManager, interval: float, health_interval: float
+    ):
         self.manager = manager
         self.interval = interval
+        self.health_interval = health_interval
         self._task: asyncio.Task | None = None
         self._health: dict[str, _Health] = {}
         self._lock = asyncio.Lock()
@@ -63,13 +66,29 @@ class Reconciler:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _loop(self) -> None:
+        last_pass = time.monotonic()
         while True:
-            # Up to 20% jitter keeps many daemons' or tenants' checks apart.
-            await asyncio.sleep(self.interval * random.uniform(0.8, 1.0))
+            # Up to 20% jitter keeps the checks of many tenants apart.
+            tick = min(self.interval, self.health_interval)
+            await asyncio.sleep(tick * random.uniform(0.8, 1.0))
             try:
-                await self.reconcile_once()
+                if time.monotonic() - last_pass >= self.interval * 0.8:
+                    last_pass = time.monotonic()
+                    await self.reconcile_once()
+                else:
+                    await self.check_health_once()
             except Exception:
                 logger.exception("Reconcile pass failed; retrying next interval")
+
+    async def check_health_once(self) -> None:
+        """Check the health of every available tenant with no operation."""
+        async with self._lock:
+            rows = self.manager.store.query_all(
+                "SELECT * FROM tenants WHERE status = 'available' "
+                "AND desired_state = 'available'"
+            )
+            idle = [row for row in rows if not self.manager.busy(row["id"])]
+            await asyncio.gather(*(self._check_health(row) for row in idle))
 
     async def reconcile_once(self) -> None:
         """Run one pass; passes never overlap."""
