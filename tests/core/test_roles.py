@@ -758,3 +758,63 @@ async def test_custom_organization_role_reads_organization(world):
         "GET", _organization(ids) + "/members", token=outsider.token
     )
     assert_error(members, 403)
+
+
+async def test_last_own_role_removal_leaves_teams(world):
+    daemon, ids = world
+    plain = ids.user("plain")
+    t1 = f"/api/v1/tenants/{ids.tenant('t1')}"
+    await assign_role(
+        daemon,
+        ids.organization_id,
+        "tenant-developer",
+        team_id=ids.team_id,
+        tenant_id=ids.tenant("t1"),
+    )
+    joined = await daemon.call(
+        "POST", f"/api/v1/teams/{ids.team_id}/members", json={"user_id": plain.id}
+    )
+    assert joined.status == 204
+    assert (await daemon.call("GET", t1, token=plain.token)).status == 200
+
+    membership = await _assignment_id(
+        daemon, ids.organization_id, plain.id, "organization-member"
+    )
+    removed = await daemon.call("DELETE", f"/api/v1/role_assignments/{membership}")
+    assert removed.status == 204, removed.body
+
+    team_members = await daemon.call("GET", f"/api/v1/teams/{ids.team_id}/members")
+    assert team_members.body["items"] == []
+    assert_error(await daemon.call("GET", t1, token=plain.token), 404)
+
+
+async def test_manager_cannot_remove_team_admin(world):
+    daemon, ids = world
+    plain = ids.user("plain")
+    await assign_role(
+        daemon, ids.organization_id, "organization-admin", team_id=ids.team_id
+    )
+    joined = await daemon.call(
+        "POST", f"/api/v1/teams/{ids.team_id}/members", json={"user_id": plain.id}
+    )
+    assert joined.status == 204
+    token = ids.user("org-manager").token
+    membership = await _assignment_id(
+        daemon, ids.organization_id, plain.id, "organization-member"
+    )
+
+    removed = await daemon.call(
+        "DELETE", f"/api/v1/role_assignments/{membership}", token=token
+    )
+    assert_error(removed, 403)
+    member = await daemon.call(
+        "DELETE", _organization(ids) + f"/members/{plain.id}", token=token
+    )
+    assert_error(member, 403)
+
+    team_members = await daemon.call("GET", f"/api/v1/teams/{ids.team_id}/members")
+    assert [item["username"] for item in team_members.body["items"]] == ["plain"]
+    assignments = await daemon.call(
+        "GET", _organization(ids) + f"/role_assignments?user_id={plain.id}"
+    )
+    assert assignments.body["total"] == 1

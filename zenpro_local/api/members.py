@@ -172,13 +172,9 @@ async def remove_member(request: web.Request) -> web.Response:
     if not rows:
         raise not_found("member", user_id)
 
-    with store.transaction() as db:
+    # The last deletion also takes the user out of the organization's teams.
+    with store.transaction():
         for row in rows:
             delete_assignment(request, row)
-        db.execute(
-            "DELETE FROM team_members WHERE user_id = ? AND team_id IN "
-            "(SELECT id FROM teams WHERE organization_id = ?)",
-            [user_id, organization_id],
-        )
     logger.info("User %s removed from organization %s", user_id, organization_id)
     return web.Response(status=204)

@@ -108,9 +108,12 @@ def insert_assignment(
 def delete_assignment(request: web.Request, row: dict) -> None:
     """Remove one assignment after checking the caller may take it away.
 
+    A user whose last role of its own in the organization goes is no longer
+    a member, so it also leaves the organization's teams.
+
     Raises:
-        ApiError: 403 if the role gives more than the caller holds, 409 if it
-            is the organization's last Admin.
+        ApiError: 403 if the role, or a team the user leaves, gives more than
+            the caller holds, 409 if it is the organization's last Admin.
     """
     store = context(request).store
     role = {"name": row["role_name"], "permissions": row["permissions"]}
@@ -135,6 +138,28 @@ def delete_assignment(request: web.Request, row: dict) -> None:
             tenant_id=row["tenant_id"],
             message=f"role {row['role_name']!r} taken away",
         )
+        user_id = row["user_id"]
+        if user_id and not is_member(store, row["organization_id"], user_id):
+            _leave_teams(request, row["organization_id"], user_id)
+
+
+def _leave_teams(request: web.Request, organization_id: str, user_id: str) -> None:
+    store = context(request).store
+    team_roles = store.query_all(
+        "SELECT a.tenant_id, r.name, r.permissions FROM team_members m "
+        "JOIN teams t ON t.id = m.team_id "
+        "JOIN role_assignments a ON a.team_id = t.id "
+        "JOIN roles r ON r.id = a.role_id "
+        "WHERE m.user_id = ? AND t.organization_id = ?",
+        [user_id, organization_id],
+    )
+    for role in team_roles:
+        ensure_may_grant(request, role, organization_id, role["tenant_id"], "remove")
+    store.db.execute(
+        "DELETE FROM team_members WHERE user_id = ? AND team_id IN "
+        "(SELECT id FROM teams WHERE organization_id = ?)",
+        [user_id, organization_id],
+    )
 
 
 def not_in_organization(kind: str, identifier: str, field: str) -> ApiError:
