@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -80,3 +82,27 @@ async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
             session=session,
         )
     await server.close()
+
+
+def cache_dir() -> Path:
+    """Folder kept between runs: ZenML virtual environments live there.
+
+    ``$ZENPRO_TEST_CACHE``, by default ``~/.cache/zenpro-local-tests``.
+    """
+    configured = os.environ.get("ZENPRO_TEST_CACHE")
+    if configured:
+        return Path(configured)
+    return Path.home() / ".cache" / "zenpro-local-tests"
+
+
+@pytest.fixture(scope="session")
+def zenml_venv() -> Path:
+    """A virtual environment with zenml[server] 0.98.0, made once per machine.
+
+    It serves the process runtime and the stock zenml client of the
+    end-to-end tests.
+    """
+    from zenpro_local.runtime.venvs import VenvManager
+
+    manager = VenvManager(cache_dir() / "venvs")
+    return asyncio.run(manager.ensure_venv("0.98.0"))

@@ -22,7 +22,7 @@ import docker.errors
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.conftest import Daemon, make_settings
+from tests.conftest import Daemon, make_settings, cache_dir
 from zenpro_local.daemon import build_app, daemon_id
 from zenpro_local.runtime.base import LABEL_DAEMON
 from zenpro_local.runtime.docker import DockerRuntime
@@ -33,12 +33,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 ZENML_VERSION = "0.98.0"
 IMAGE = f"zenmldocker/zenml-server:{ZENML_VERSION}"
 TENANT_TIMEOUT = 240.0
-
-
-def test_cache() -> Path:
-    """Folder kept between runs for the ZenML virtual environment."""
-    configured = os.environ.get("ZENPRO_TEST_CACHE")
-    return Path(configured) if configured else Path.home() / ".cache" / "zenpro-local-tests"
 
 
 @pytest.fixture(scope="session")
@@ -126,7 +120,7 @@ def build_runtime(kind: str, data_dir: Path):
     identity = daemon_id(data_dir)
     if kind == "docker":
         return DockerRuntime(daemon_id=identity, data_dir=data_dir)
-    venvs = VenvManager(test_cache() / "venvs")
+    venvs = VenvManager(cache_dir() / "venvs")
     return ProcessRuntime(data_dir=data_dir, venvs=venvs, daemon_id=identity)
 
 
@@ -134,6 +128,8 @@ def build_runtime(kind: str, data_dir: Path):
 def runtime_kind(request) -> str:
     if request.param == "docker":
         request.getfixturevalue("docker_client")
+    else:
+        request.getfixturevalue("zenml_venv")
     return request.param
 
 
@@ -192,7 +188,7 @@ def start_daemon_process(data_dir: Path, port: int, kind: str) -> DaemonProcess:
         "ZENPRO_RUNTIME": kind,
         "ZENPRO_HTTPS_PORT": "8443",
         "ZENPRO_RECONCILE_INTERVAL": "2",
-        "ZENPRO_PROCESS_VENVS_DIR": str(test_cache() / "venvs"),
+        "ZENPRO_PROCESS_VENVS_DIR": str(cache_dir() / "venvs"),
     }
     log = open(data_dir / "daemon.log", "ab")
     process = subprocess.Popen(
