@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
 import sqlite3
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import Daemon, Response, make_settings
+from zenpro_local.api.routing import OPERATIONS, Operation
 from zenpro_local.daemon import build_app
 
 ANY_FIELD = object()
@@ -41,6 +43,15 @@ def assert_error(
     if field is not ANY_FIELD:
         assert error["field"] == field, error
     return error
+
+
+def operation_for(method: str, path: str) -> Operation:
+    """Return the declared operation that serves ``method`` on a concrete path."""
+    for operation in OPERATIONS:
+        pattern = re.sub(r"{\w+}", "[^/]+", operation.path)
+        if operation.method == method and re.fullmatch(pattern, path.split("?")[0]):
+            return operation
+    raise AssertionError(f"no declared operation serves {method} {path}")
 
 
 def state_snapshot(data_dir: Path) -> dict[str, list[tuple]]:

@@ -23,6 +23,7 @@ from tests.core.helpers import (
     create_organization,
     create_tenant,
     create_user,
+    operation_for,
     running_daemon,
 )
 
@@ -251,6 +252,7 @@ async def test_role_table(world, actor, action, expected):
     response = await daemon.call(method, path, token=ids.user(actor).token, json=body)
     if expected >= 400:
         assert_error(response, expected)
+        assert expected in operation_for(method, path).errors
     else:
         assert response.status == expected, response.body
 
