@@ -356,11 +356,6 @@ async def test_predefined_role_not_changed(daemon):
     state.check()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TenantManager.update writes the description before it rejects "
-    "the upgrade of a tenant that is not available",
-)
 async def test_rejected_tenant_change_keeps_description(daemon, organization_id):
     tenant_id = await create_tenant(daemon, organization_id, "prod")
     state = StateUnchanged(daemon)

@@ -138,7 +138,9 @@ async def tenant_daemon(tmp_path: Path, runtime_kind: str) -> AsyncIterator[Tena
     """A daemon with the parametrized runtime; everything removed afterwards."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    settings = make_settings(data_dir, reconcile_interval=2, tenants_stop_timeout=5)
+    settings = make_settings(
+        data_dir, reconcile_interval=2, health_interval=1, tenants_stop_timeout=5
+    )
     runtime = build_runtime(runtime_kind, data_dir)
     app = build_app(settings, runtime)
     server = TestServer(app, host="127.0.0.1")

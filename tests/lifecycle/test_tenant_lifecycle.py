@@ -381,3 +381,33 @@ async def poll_tenant(session, url: str, tenant_id: str) -> dict:
             return body
         await asyncio.sleep(0.5)
     pytest.fail(f"tenant still {body['status']} after {TENANT_TIMEOUT} s")
+
+
+@pytest.mark.parametrize("runtime_kind", ["docker"], indirect=True)
+async def test_unresponsive_server_restarted(tenant_daemon, docker_client):
+    organization = await tenant_daemon.create_organization()
+    created = await tenant_daemon.create_tenant(organization["id"], "alpha")
+    await tenant_daemon.wait_status(created["id"], "available")
+    container = docker_client.containers.list(
+        filters={"label": f"{LABEL_TENANT}={created['id']}"}
+    )[0]
+
+    # A paused container keeps running but answers nothing, like a hung server.
+    container.pause()
+
+    deadline = time.monotonic() + TENANT_TIMEOUT
+    while time.monotonic() < deadline:
+        events = await tenant_daemon.call(
+            "GET", f"/api/v1/tenants/{created['id']}/events?limit=1000"
+        )
+        if any(event["action"] == "repair" for event in events.body["items"]):
+            break
+        await asyncio.sleep(0.5)
+    else:
+        pytest.fail("the unresponsive server was not restarted")
+    tenant = await tenant_daemon.wait_status(created["id"], "available")
+    assert tenant["status_reason"] == ""
+    base_url = await local_url(tenant_daemon, created["id"])
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base_url}/health") as response:
+            assert response.status == 200

@@ -249,28 +249,39 @@ class TenantManager:
                 "change desired_state and zenml_version in two requests",
                 field="zenml_version",
             )
+        operation = None
+        if desired_state and desired_state != row["desired_state"]:
+            operation = "deactivate" if desired_state == "deactivated" else "reactivate"
+        if zenml_version and zenml_version != row["zenml_version"]:
+            if row["status"] != "available":
+                raise conflict(
+                    f"tenant {row['name']!r} is {row['status']}: upgrade needs "
+                    "an available tenant"
+                )
+            operation = "upgrade"
+        # Check for a conflict before changing anything, so a rejected
+        # request leaves the tenant as it was.
+        if operation:
+            self._ensure_free(row, operation)
+
         if description is not None:
             self._write(row["id"], description=description)
             self._event(row, "updated", "description changed", actor_id)
 
-        if desired_state == "deactivated" and row["desired_state"] != "deactivated":
+        if operation == "deactivate":
             await self._begin(row, "deactivate", actor_id)
             self._write(row["id"], desired_state="deactivated", status="deactivating")
             self._launch(row["id"], "deactivate", self._deactivate)
-        elif desired_state == "available" and row["desired_state"] != "available":
+        elif operation == "reactivate":
             await self._begin(row, "reactivate", actor_id)
             self._write(row["id"], desired_state="available", status="provisioning")
             self._launch(row["id"], "reactivate", self._provision)
-        if zenml_version and zenml_version != row["zenml_version"]:
-            if row["status"] != "available":
-                raise ApiError(
-                    409,
-                    f"tenant {row['name']!r} is {row['status']}: upgrade needs "
-                    "an available tenant",
-                )
+        elif operation == "upgrade":
             await self._begin(row, "upgrade", actor_id)
             self._launch(
-                row["id"], "upgrade", lambda tenant_id: self._upgrade(tenant_id, zenml_version)
+                row["id"],
+                "upgrade",
+                lambda tenant_id: self._upgrade(tenant_id, zenml_version),
             )
         return self.get(row["id"])
 
@@ -343,15 +354,27 @@ class TenantManager:
         running = self._running.get(tenant_id)
         return running.name if running else None
 
-    async def _begin(self, row: dict, name: str, actor_id: str | None, stop: bool = False) -> None:
+    def _ensure_free(self, row: dict, name: str, stop: bool = False) -> None:
+        """Raise 409 unless operation ``name`` may start on the tenant now."""
         running = self._running.get(row["id"])
         interruptible = stop or name == "deactivate"
+        if running is not None and not (interruptible and running.name in _INTERRUPTIBLE):
+            raise conflict(
+                f"tenant {row['name']!r} is busy with {running.name}: wait "
+                "until it finishes (see its events)"
+            )
+
+    async def _begin(
+        self, row: dict, name: str, actor_id: str | None, stop: bool = False
+    ) -> None:
+        """Claim the tenant for ``name``, interrupting a start if allowed.
+
+        Raises:
+            ApiError: 409 when another operation runs and may not be cut.
+        """
+        self._ensure_free(row, name, stop)
+        running = self._running.get(row["id"])
         if running is not None:
-            if not (interruptible and running.name in _INTERRUPTIBLE):
-                raise conflict(
-                    f"tenant {row['name']!r} is busy with {running.name}: wait "
-                    "until it finishes (see its events)"
-                )
             running.task.cancel()
             await asyncio.gather(running.task, return_exceptions=True)
             self._event(row, "interrupted", f"{running.name} interrupted by {name}", actor_id)
@@ -540,7 +563,10 @@ class TenantManager:
             zenml_version=version,
             port=row["port"],
             image=self.settings["tenants.image"].format(version=version),
-            environment={"ZENML_SERVER_JWT_SECRET_KEY": values["jwt_secret"]},
+            environment={
+                "ZENML_SERVER_JWT_SECRET_KEY": values["jwt_secret"],
+                "ZENML_LOGGING_COLORS_DISABLED": "true",
+            },
             memory_limit_mb=row["memory_limit"] or self.settings["tenants.memory_limit"],
             cpu_limit=row["cpu_limit"] or self.settings["tenants.cpu_limit"],
             pids_limit=self.settings["tenants.pids_limit"],
@@ -590,6 +616,7 @@ class TenantManager:
         row = self._require(tenant_id)
         work: dict[str, Callable[[str], Awaitable[None]]] = {
             "provision": self._provision,
+            "restart": self._restart,
             "deactivate": self._deactivate,
             "delete": lambda tid: self._delete(tid, False),
         }

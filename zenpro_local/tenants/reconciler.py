@@ -35,6 +35,9 @@ UNHEALTHY_AFTER = 3
 # Restarts within RESTART_WINDOW seconds before the tenant is marked failed.
 MAX_RESTARTS = 3
 RESTART_WINDOW = 600.0
+# Seconds to wait after the n-th restart in the window before the next one:
+# RESTART_BACKOFF * 2**(n-1), so a server that keeps failing is not hammered.
+RESTART_BACKOFF = 30.0
 
 
 @dataclass
@@ -167,9 +170,16 @@ class Reconciler:
         if len(health.restarts) >= MAX_RESTARTS:
             await self._give_up(row)
             return
+        if health.restarts:
+            backoff = RESTART_BACKOFF * 2 ** (len(health.restarts) - 1)
+            if now - health.restarts[-1] < backoff:
+                return
+        logger.warning(
+            "Tenant %s (%s) is not answering; restarting it", row["id"], row["name"]
+        )
         health.restarts.append(now)
         health.failures = 0
-        manager.launch_repair(row["id"], "provision")
+        manager.launch_repair(row["id"], "restart")
 
     async def _give_up(self, row: dict) -> None:
         logs = await self.manager.runtime.logs(row["id"], tail=20)

@@ -12,6 +12,8 @@ import aiohttp
 logger = logging.getLogger(__name__)
 
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=15)
+# A healthy server answers /health in milliseconds; a hung one never does.
+_HEALTH_TIMEOUT = aiohttp.ClientTimeout(total=5)
 
 
 class ZenMLApiError(Exception):
@@ -28,7 +30,7 @@ async def _json(response: aiohttp.ClientResponse, what: str) -> dict:
 async def is_healthy(session: aiohttp.ClientSession, base_url: str) -> bool:
     """Return whether ``GET /health`` answers 200."""
     try:
-        async with session.get(f"{base_url}/health", timeout=_REQUEST_TIMEOUT) as response:
+        async with session.get(f"{base_url}/health", timeout=_HEALTH_TIMEOUT) as response:
             return response.status == 200
     except (aiohttp.ClientError, asyncio.TimeoutError):
         return False
