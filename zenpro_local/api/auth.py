@@ -45,6 +45,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 def authenticate_api_key(store: Store, key: str) -> Principal:
     """Return the principal of a valid API key.
 
+    The key's row, its user and the user's grants are cached in
+    ``store.cache`` until the state changes; the key itself, revocation,
+    expiry and the user's status are checked on every call.
+
     Raises:
         ApiError: 401 for a malformed, unknown, revoked or expired key, or a
             deactivated user. The message never contains the key.
@@ -53,7 +57,12 @@ def authenticate_api_key(store: Store, key: str) -> Principal:
     if key_id is None:
         raise _unauthorized("invalid API key: it is malformed or truncated")
 
-    row = store.query_one("SELECT * FROM api_keys WHERE id = ?", [key_id])
+    cache_key = ("api_key", key_id)
+    holder = store.cache.get(cache_key)
+    if holder is None:
+        holder = _load_key_holder(store, key_id)
+    row, user, loaded = holder
+
     if row is None or not credentials.api_key_matches(key, row["key_hash"]):
         raise _unauthorized("invalid API key: it is not known")
     if row["revoked"]:
@@ -61,22 +70,45 @@ def authenticate_api_key(store: Store, key: str) -> Principal:
     now = datetime.now(timezone.utc)
     if row["expires"] and datetime.fromisoformat(row["expires"]) <= now:
         raise _unauthorized("API key expired: create a new one")
-
-    user = store.query_one("SELECT * FROM users WHERE id = ?", [row["user_id"]])
     if user is None or not user["is_active"]:
         raise _unauthorized("user deactivated: ask an administrator")
 
-    _touch(store, row, now)
-    return load_principal(store, user, api_key_id=key_id)
+    touched = _touch(store, row, now)
+    if loaded is not None and not touched:
+        return loaded
+
+    principal = loaded or load_principal(store, user, api_key_id=key_id)
+    if touched:
+        row = {**row, "last_used": touched}
+    store.cache.put(cache_key, (row, user, principal), _size(principal))
+    return principal
 
 
-def _touch(store: Store, row: dict, now: datetime) -> None:
+def _load_key_holder(
+    store: Store, key_id: str
+) -> tuple[dict | None, dict | None, Principal | None]:
+    row = store.query_one("SELECT * FROM api_keys WHERE id = ?", [key_id])
+    if row is None:
+        return None, None, None
+    user = store.query_one("SELECT * FROM users WHERE id = ?", [row["user_id"]])
+    return row, user, None
+
+
+def _size(principal: Principal) -> int:
+    """Return a rough size in bytes of a cached key holder."""
+    return 2048 + 256 * len(principal.grants)
+
+
+def _touch(store: Store, row: dict, now: datetime) -> str | None:
+    """Record that the key was used; return the new ``last_used``, if written."""
     last_used = row["last_used"]
     if last_used and now - datetime.fromisoformat(last_used) < _LAST_USED_RESOLUTION:
-        return
+        return None
+    last_used = utcnow()
     store.db.execute(
-        "UPDATE api_keys SET last_used = ? WHERE id = ?", [utcnow(), row["id"]]
+        "UPDATE api_keys SET last_used = ? WHERE id = ?", [last_used, row["id"]]
     )
+    return last_used
 
 
 def principal(request: web.Request) -> Principal:

@@ -107,3 +107,16 @@ def page(items: list, total: int, offset: int, limit: int) -> web.Response:
     return web.json_response(
         {"items": items, "total": total, "offset": offset, "limit": limit}
     )
+
+
+def page_body(items: list, total: int, offset: int, limit: int) -> bytes:
+    """Return the encoded JSON of a page, as :func:`page` would send it."""
+    document = {"items": items, "total": total, "offset": offset, "limit": limit}
+    return json.dumps(document).encode()
+
+
+def json_body(body: bytes, status: int = 200) -> web.Response:
+    """Return a response with ``body``, which is already encoded JSON."""
+    return web.Response(
+        body=body, status=status, content_type="application/json", charset="utf-8"
+    )

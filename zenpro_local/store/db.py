@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import sqlite_utils
 
 from zenpro_local.store import migrations
+from zenpro_local.store.cache import StateCache
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,13 @@ def new_id() -> str:
 
 
 class Store:
-    """The state database: a sqlite-utils ``Database`` plus helpers."""
+    """The state database: a sqlite-utils ``Database`` plus helpers.
+
+    ``cache`` keeps values computed from the database (callers' grants,
+    encoded responses) until the next change; its capacity is in bytes.
+    """
+
+    CACHE_CAPACITY = 16 * 1024 * 1024
 
     def __init__(self, path: Path):
         self.path = path
@@ -46,6 +53,9 @@ class Store:
         connection.execute("PRAGMA synchronous = NORMAL")
         self.db = sqlite_utils.Database(connection)
         self._depth = 0
+        self.cache = StateCache(
+            self.version, lambda: connection.in_transaction, self.CACHE_CAPACITY
+        )
 
     @classmethod
     def open(cls, path: Path) -> "Store":
@@ -56,7 +66,20 @@ class Store:
         return store
 
     def close(self) -> None:
+        self.cache.clear()
         self.db.conn.close()
+
+    def version(self) -> tuple[int, int]:
+        """Return a token that changes whenever the database's rows may have.
+
+        ``total_changes`` counts rows written through this connection, and
+        ``PRAGMA data_version`` moves when another connection commits (an
+        operator's sqlite3 shell, a test). A rolled-back write also moves
+        it, which only costs a cache refill.
+        """
+        connection = self.db.conn
+        data_version = connection.execute("PRAGMA data_version").fetchone()[0]
+        return connection.total_changes, data_version
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
