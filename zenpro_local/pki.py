@@ -252,8 +252,8 @@ class LocalPKI:
         self, now: datetime.datetime
     ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         key = ec.generate_private_key(ec.SECP256R1())
-        # A random suffix tells apart the CAs of several installations in a
-        # trust store.
+        # A random suffix distinguishes the CAs of several installations in
+        # one trust store.
         name = x509.Name(
             [
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, "zenpro-local"),
@@ -317,9 +317,7 @@ class LocalPKI:
                 x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False
             )
             .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                    ca_key.public_key()
-                ),
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
                 critical=False,
             )
             .sign(ca_key, hashes.SHA256())
@@ -343,7 +341,9 @@ class LocalPKI:
                 x509.SubjectAlternativeName
             ).value.get_values_for_type(x509.DNSName)
         except (OSError, ValueError, x509.ExtensionNotFound) as error:
-            logger.warning("Leaf certificate %s is unusable: %s", paths.certificate, error)
+            logger.warning(
+                "Leaf certificate %s is unusable: %s", paths.certificate, error
+            )
             return False
 
         ca_certificate = self._ca()

@@ -119,7 +119,7 @@ class HTTPSClient:
 
 @dataclass
 class Upstream:
-    """An aiohttp server on 127.0.0.1 that names itself in every answer."""
+    """An aiohttp server on 127.0.0.1 that names itself in every response."""
 
     name: str
     port: int
@@ -244,4 +244,3 @@ async def client_for() -> AsyncIterator[Callable[[Proxy], HTTPSClient]]:
     yield make
     for client in clients:
         await client.close()
-

@@ -40,7 +40,9 @@ def certificate(tmp_path) -> CertificatePaths:
 def render(tmp_path, routes=(), owns_caddy=True, **overrides) -> dict:
     proxy_settings = settings(tmp_path, **overrides)
     paths = None if proxy_settings.tls_mode is TLSMode.ACME else certificate(tmp_path)
-    desired = render_desired(proxy_settings, list(routes), paths, ADMIN_LISTEN, owns_caddy)
+    desired = render_desired(
+        proxy_settings, list(routes), paths, ADMIN_LISTEN, owns_caddy
+    )
     return merge_config(None, desired)
 
 
@@ -109,7 +111,14 @@ def test_acme_config_accepted_by_caddy(tmp_path):
     # A network namespace of its own: whatever Caddy tries, nothing leaves
     # this machine.
     result = subprocess.run(
-        ["unshare", "--net", str(find_caddy_binary()), "validate", "--config", str(path)],
+        [
+            "unshare",
+            "--net",
+            str(find_caddy_binary()),
+            "validate",
+            "--config",
+            str(path),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -164,7 +173,9 @@ def test_external_caddy_settings_untouched(tmp_path):
         "storage": {"module": "file_system", "root": "/var/lib/caddy"},
         "apps": {"http": {"grace_period": "1m", "servers": {}}},
     }
-    desired = render_desired(settings(tmp_path), [], certificate(tmp_path), ADMIN_LISTEN, False)
+    desired = render_desired(
+        settings(tmp_path), [], certificate(tmp_path), ADMIN_LISTEN, False
+    )
 
     merged = merge_config(current, desired)
 
@@ -176,7 +187,9 @@ def test_external_caddy_settings_untouched(tmp_path):
 
 
 def test_empty_external_caddy_keeps_admin_address(tmp_path):
-    desired = render_desired(settings(tmp_path), [], certificate(tmp_path), ADMIN_LISTEN, False)
+    desired = render_desired(
+        settings(tmp_path), [], certificate(tmp_path), ADMIN_LISTEN, False
+    )
 
     merged = merge_config(None, desired)
 
@@ -187,13 +200,17 @@ def test_empty_external_caddy_keeps_admin_address(tmp_path):
 def test_merge_keeps_foreign_routes_in_order(tmp_path):
     proxy_settings = settings(tmp_path)
     routes = [Route.available("t1", f"one.{DOMAIN}", "127.0.0.1:20001")]
-    desired = render_desired(proxy_settings, routes, certificate(tmp_path), ADMIN_LISTEN, True)
+    desired = render_desired(
+        proxy_settings, routes, certificate(tmp_path), ADMIN_LISTEN, True
+    )
     current = merge_config(None, desired)
     server = server_of(current)
     first = {"@id": "maintenance", "handle": []}
     second = {"match": [{"host": ["blog.example.com"]}], "handle": []}
     stale = {"@id": "zenpro-old-route", "handle": []}
-    server["routes"] = [first] + server["routes"][:2] + [second, stale] + server["routes"][2:]
+    server["routes"] = (
+        [first] + server["routes"][:2] + [second, stale] + server["routes"][2:]
+    )
     server["routes"].append({"@id": "after-catch-all", "handle": []})
 
     merged = merge_config(current, desired)
@@ -214,16 +231,23 @@ def test_merge_keeps_foreign_servers_and_certificates(tmp_path):
             "http": {"servers": {"blog": {"listen": [":443"], "routes": []}}},
             "tls": {
                 "certificates": {
-                    "load_files": [{"certificate": "/etc/blog.crt", "key": "/etc/blog.key"}]
+                    "load_files": [
+                        {"certificate": "/etc/blog.crt", "key": "/etc/blog.key"}
+                    ]
                 }
             },
         }
     }
-    desired = render_desired(settings(tmp_path), [], certificate(tmp_path), ADMIN_LISTEN, False)
+    desired = render_desired(
+        settings(tmp_path), [], certificate(tmp_path), ADMIN_LISTEN, False
+    )
 
     merged = merge_config(current, desired)
 
-    assert merged["apps"]["http"]["servers"]["blog"] == {"listen": [":443"], "routes": []}
+    assert merged["apps"]["http"]["servers"]["blog"] == {
+        "listen": [":443"],
+        "routes": [],
+    }
     load_files = merged["apps"]["tls"]["certificates"]["load_files"]
     assert load_files[0] == {"certificate": "/etc/blog.crt", "key": "/etc/blog.key"}
     assert load_files[1]["@id"] == "zenpro-certificate"
@@ -231,7 +255,9 @@ def test_merge_keeps_foreign_servers_and_certificates(tmp_path):
 
 def test_merge_idempotent_and_pure(tmp_path):
     routes = [Route.available("t1", f"one.{DOMAIN}", "127.0.0.1:20001")]
-    desired = render_desired(settings(tmp_path), routes, certificate(tmp_path), ADMIN_LISTEN, True)
+    desired = render_desired(
+        settings(tmp_path), routes, certificate(tmp_path), ADMIN_LISTEN, True
+    )
     current = {"apps": {"http": {"servers": {"blog": {"routes": []}}}}}
     snapshot = copy.deepcopy(current)
 
@@ -247,7 +273,7 @@ def test_mapping_reason_has_no_braces(tmp_path):
 
     entry = render_mapping(route)
 
-    reason = entry["outputs"][4]
+    reason = entry["outputs"][3]
     assert "{" not in reason
     assert "}" not in reason
     assert json.loads(f'"{reason}"') == route.reason
@@ -265,6 +291,11 @@ def test_find_mappings_in_rendered_config(tmp_path):
 def test_files_mode_needs_both_files(tmp_path):
     with pytest.raises(ProxyError, match="certificate_file"):
         settings(tmp_path, tls_mode=TLSMode.FILES)
+
+
+def test_bind_address_must_be_ip(tmp_path):
+    with pytest.raises(ProxyError, match="Invalid bind_address 'localhost'"):
+        settings(tmp_path, bind_address="localhost")
 
 
 def test_internal_mode_rejects_single_label_domain(tmp_path):

@@ -144,9 +144,10 @@ def test_renew_writes_new_pair_and_keeps_old(tmp_path):
     assert new != old
     assert pki.current() == new
     assert old.certificate.exists()
-    assert pki.leaf_certificate().serial_number != x509.load_pem_x509_certificate(
-        old.certificate.read_bytes()
-    ).serial_number
+    assert (
+        pki.leaf_certificate().serial_number
+        != x509.load_pem_x509_certificate(old.certificate.read_bytes()).serial_number
+    )
 
 
 def test_prune_removes_old_pairs(tmp_path):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 
 import pytest
 
-from zenpro_local.proxy import Proxy, Route
+from zenpro_local.proxy import Proxy, ProxyError, Route
 from zenpro_local.proxy.caddy_admin import CaddyAdmin
-from zenpro_local.proxy.caddy_process import CaddyProcess
 from zenpro_local.proxy.caddy_config import TENANTS_ROUTE_ID
+from zenpro_local.proxy.caddy_process import CaddyProcess
 
 from .conftest import BASE_DOMAIN, proxy_settings, wait_until
 
@@ -49,7 +50,6 @@ async def test_killed_caddy_restarted_with_routes(make_proxy, upstreams, client_
 
 async def test_truncated_autosave_restored(make_proxy, upstreams, client_for):
     one = await upstreams("one")
-    two = await upstreams("two")
     proxy = await make_proxy()
     await proxy.set_route(Route.available("t1", host("one"), one.address))
     await proxy.set_route(Route.unavailable("t2", host("two"), "stopped"))
@@ -133,7 +133,7 @@ async def test_foreign_route_survives_reconcile(make_proxy, upstreams, client_fo
     stale = {
         "@id": "zenpro-tenant-stale",
         "input": host("stale"),
-        "outputs": ["127.0.0.1:1", "available", "stale", "x", ""],
+        "outputs": ["127.0.0.1:1", "available", "x", ""],
     }
     await proxy.admin.write("PUT", f"{server}/routes/0", foreign)
     await proxy.admin.write("PUT", f"/id/{TENANTS_ROUTE_ID}/handle/0/mappings/0", stale)
@@ -215,3 +215,21 @@ async def test_caddy_resumes_routes_from_autosave(data_dir, upstreams):
         await caddy.stop()
 
     assert entry["input"] == host("one")
+
+
+async def test_failed_start_leaves_no_caddy(data_dir):
+    # The HTTPS port is taken, so Caddy fails to load the configuration with
+    # a 500, which is retried until admin_timeout.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = proxy_settings(
+            data_dir, https_port=taken.getsockname()[1], admin_timeout=1.0
+        )
+        proxy = Proxy(settings)
+        with pytest.raises(ProxyError, match="address already in use"):
+            async with proxy:
+                pass
+
+    assert proxy.process.pid is None
+    assert not proxy.process.running

@@ -36,8 +36,9 @@ async def test_private_keys_absent_from_caddy_config(make_proxy, upstreams):
     proxy = await make_proxy()
     await proxy.set_route(Route.available("t1", host("one"), one.address))
     await proxy.wait_synced()
-    await proxy.renew_certificate(now=datetime.datetime.now(datetime.timezone.utc)
-                                  + datetime.timedelta(days=365))
+    await proxy.renew_certificate(
+        now=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=365)
+    )
 
     config, _ = await proxy.admin.get("/config/")
     config_text = str(config)
@@ -133,7 +134,10 @@ async def test_renewal_serves_new_certificate_without_failures(
     assert not old_leaf.certificate.exists()
     assert not old_leaf.key.exists()
     new_leaf = x509.load_der_x509_certificate(new_served)
-    assert new_leaf.serial_number == proxy.certificates.pki.leaf_certificate().serial_number
+    assert (
+        new_leaf.serial_number
+        == proxy.certificates.pki.leaf_certificate().serial_number
+    )
 
 
 async def test_files_mode_serves_and_reloads_files(data_dir, make_proxy, upstreams):
@@ -163,7 +167,9 @@ async def test_files_mode_serves_and_reloads_files(data_dir, make_proxy, upstrea
         shutil.copy(second.key, key_file)
         assert await proxy.renew_certificate()
 
-        served = x509.load_der_x509_certificate(await client.served_certificate(host("one")))
+        served = x509.load_der_x509_certificate(
+            await client.served_certificate(host("one"))
+        )
     finally:
         await client.close()
     assert served.serial_number == issuer.leaf_certificate().serial_number

@@ -1,12 +1,18 @@
 """An asyncio client for Caddy's admin API.
 
-This client, not caddy-api-client, makes every call to Caddy. caddy-api-client
-0.2.5 is synchronous (it would block the event loop), fails on a Caddy whose
-configuration is empty (``GET /config/`` returns null), rewrites whole
-sections without ``If-Match`` so concurrent writers lose updates, and loads
-certificates with ``load_pem``, which copies private keys into Caddy's
-configuration and autosave file. The admin API itself is small: JSON over
-HTTP, with objects addressed by path or by ``@id``.
+This client, not caddy-api-client, makes every call to Caddy, because
+caddy-api-client 0.2.5 does not fit the daemon:
+
+- it is synchronous, so it would block the event loop;
+- it fails on a Caddy whose configuration is empty (``GET /config/`` returns
+  null);
+- it rewrites whole sections without ``If-Match``, so concurrent writers lose
+  updates;
+- it loads certificates with ``load_pem``, which copies private keys into
+  Caddy's configuration and autosave file.
+
+The admin API itself is small: JSON over HTTP, with objects addressed by path
+or by ``@id``.
 
 Only a Unix socket or a loopback address is accepted, because the admin API
 has no authentication: whoever reaches it controls Caddy.
@@ -36,7 +42,7 @@ RETRY_MAX_DELAY = 1.0
 
 @dataclass(frozen=True)
 class AdminAddress:
-    """Where Caddy's admin API listens: a Unix socket or a loopback TCP port."""
+    """Address of Caddy's admin API: a Unix socket or a loopback TCP port."""
 
     unix_socket: Path | None = None
     host: str = ""
@@ -56,7 +62,9 @@ class AdminAddress:
         if value.startswith("unix/"):
             path = value[len("unix/") :].split("|", 1)[0]
             if not path:
-                raise ProxyError(f"Invalid Caddy admin address {value!r}: no socket path.")
+                raise ProxyError(
+                    f"Invalid Caddy admin address {value!r}: no socket path."
+                )
             return cls(unix_socket=Path(path))
 
         text = value.removeprefix("http://").rstrip("/")
@@ -90,9 +98,9 @@ class AdminAddress:
 class CaddyAdmin:
     """Calls to one Caddy's admin API, with retries on transient failures.
 
-    Connection errors and 5xx answers are retried with jittered exponential
-    backoff until ``timeout`` seconds have passed since the call began; 4xx
-    answers raise :class:`CaddyAdminError` at once with Caddy's message.
+    Connection errors and 5xx responses are retried with jittered exponential
+    backoff until ``timeout`` seconds have passed since the call began. A 4xx
+    response raises :class:`CaddyAdminError` at once with Caddy's message.
 
     Attributes:
         write_count: Successful write requests so far. Caddy reloads its whole
@@ -147,7 +155,7 @@ class CaddyAdmin:
         self.write_count += 1
 
     async def ping(self) -> bool:
-        """Return whether the admin API answers, trying once."""
+        """Return whether the admin API responds, trying once."""
         try:
             session = self._open_session()
             timeout = aiohttp.ClientTimeout(total=2)
@@ -167,7 +175,9 @@ class CaddyAdmin:
                 return await self._attempt(method, path, value, headers, deadline)
             except _RetryableError as error:
                 attempt += 1
-                delay = random.uniform(0, min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2**attempt))
+                delay = random.uniform(
+                    0, min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2**attempt)
+                )
                 if loop.time() + delay >= deadline:
                     raise ProxyError(
                         f"Caddy admin API at {self.address} failed {method} {path} "
@@ -242,7 +252,7 @@ class CaddyAdmin:
 
 
 class _RetryableError(Exception):
-    """A connection error or 5xx answer worth another attempt."""
+    """A connection error or 5xx response worth another attempt."""
 
 
 def _message(text: str) -> str:

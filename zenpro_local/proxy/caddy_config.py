@@ -12,12 +12,11 @@ Layout of the daemon's part of Caddy's configuration (JSON)::
     apps.http.servers.<server_name>-http       optional HTTP -> HTTPS redirect
     apps.tls.certificates.load_files[]         @id zenpro-certificate
 
-Tenants are entries of one map handler rather than one Caddy route each,
-because Caddy re-provisions its whole configuration on every change and a
-map entry costs it about a third of what a route with its own
-``reverse_proxy`` handler costs (measured in docs/performance.md). Each entry
-still has its own ``@id``, so one tenant is added, replaced or removed with
-one small request.
+Tenants are entries of one map handler rather than one Caddy route each.
+Caddy re-provisions its whole configuration on every change, and a map entry
+costs it less than half of what a route with its own ``reverse_proxy``
+handler costs (measured in docs/performance.md). Each entry still has its own
+``@id``, so one tenant is added, replaced or removed with one small request.
 
 Caddy replaces ``{placeholders}`` in map outputs and in static response
 bodies, so text that comes from outside (a tenant's unavailability reason)
@@ -45,18 +44,20 @@ CERTIFICATE_ID = "zenpro-certificate"
 ACME_POLICY_ID = "zenpro-acme"
 CERTIFICATE_TAG = "zenpro-local"
 
-# Caddy answers this path itself on every host the daemon routes, with the
-# route's tenant id and revision, so a probe can tell which version serves.
+# Caddy serves this path itself on every host the daemon routes, with the
+# route's revision, so a probe can tell which version of the route is live.
 PROBE_PATH = "/.well-known/zenpro-local/route"
-# Path of the daemon's endpoint that Caddy asks in ``acme`` mode before it
-# obtains a certificate: ``GET <path>?domain=<host>`` answers 200 for a
+# Path of the daemon's endpoint that Caddy requests in ``acme`` mode before
+# it obtains a certificate. ``GET <path>?domain=<host>`` returns 200 for a
 # tenant or admin host, and 404 otherwise.
 TLS_PERMISSION_PATH = "/api/v1/tls/permission"
 # Admin API path of the tenant map's entries.
 MAPPINGS_PATH = f"/id/{TENANTS_ROUTE_ID}/handle/0/mappings"
 
-# Map destinations, in the order of each entry's outputs.
-_DESTINATIONS = ("upstream", "state", "tenant", "revision", "reason")
+# Map destinations, in the order of each entry's outputs. Entries stay small
+# on purpose: Caddy's cost per change grows with the size of its whole
+# configuration, so the tenant id is left out (the revision hash covers it).
+_DESTINATIONS = ("upstream", "state", "revision", "reason")
 _UNKNOWN_STATE = "unknown"
 _JSON_HEADERS = {
     "Content-Type": ["application/json"],
@@ -72,9 +73,12 @@ def tenant_route_id(tenant_id: str) -> str:
 def render_mapping(route: Route) -> dict[str, Any]:
     """Return the tenant map entry for ``route``."""
     reason = _json_string_content(route.reason)
-    outputs = [route.upstream or "", route.state.value, route.tenant_id]
-    outputs += [route.revision, reason]
-    return {"@id": tenant_route_id(route.tenant_id), "input": route.host, "outputs": outputs}
+    outputs = [route.upstream or "", route.state.value, route.revision, reason]
+    return {
+        "@id": tenant_route_id(route.tenant_id),
+        "input": route.host,
+        "outputs": outputs,
+    }
 
 
 def render_mappings(routes: list[Route]) -> list[dict[str, Any]]:
@@ -171,7 +175,9 @@ def render_desired(
     return desired
 
 
-def merge_config(current: dict[str, Any] | None, desired: DesiredConfig) -> dict[str, Any]:
+def merge_config(
+    current: dict[str, Any] | None, desired: DesiredConfig
+) -> dict[str, Any]:
     """Return Caddy's configuration with the daemon's part put in place.
 
     Everything without the daemon's ``@id`` prefix stays as it is: other
@@ -203,7 +209,9 @@ def merge_config(current: dict[str, Any] | None, desired: DesiredConfig) -> dict
     return config
 
 
-def _merge_server(current: dict[str, Any] | None, desired: dict[str, Any]) -> dict[str, Any]:
+def _merge_server(
+    current: dict[str, Any] | None, desired: dict[str, Any]
+) -> dict[str, Any]:
     if current is None:
         return copy.deepcopy(desired)
     merged = {**current, **copy.deepcopy(desired)}
@@ -214,13 +222,13 @@ def _merge_server(current: dict[str, Any] | None, desired: dict[str, Any]) -> di
 def _merge_routes(
     current: list[dict[str, Any]], desired: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    wanted = {route["@id"]: route for route in desired}
+    desired_by_id = {route["@id"]: route for route in desired}
     merged = []
     placed = set()
     for route in current:
         route_id = route.get("@id", "")
-        if route_id in wanted and route_id != CATCH_ALL_ROUTE_ID:
-            merged.append(copy.deepcopy(wanted[route_id]))
+        if route_id in desired_by_id and route_id != CATCH_ALL_ROUTE_ID:
+            merged.append(copy.deepcopy(desired_by_id[route_id]))
             placed.add(route_id)
         elif not route_id.startswith(ID_PREFIX):
             merged.append(route)
@@ -232,8 +240,8 @@ def _merge_routes(
         if route["@id"] not in placed and route["@id"] != CATCH_ALL_ROUTE_ID
     ]
     merged = missing + merged
-    if CATCH_ALL_ROUTE_ID in wanted:
-        merged.append(copy.deepcopy(wanted[CATCH_ALL_ROUTE_ID]))
+    if CATCH_ALL_ROUTE_ID in desired_by_id:
+        merged.append(copy.deepcopy(desired_by_id[CATCH_ALL_ROUTE_ID]))
     return merged
 
 
@@ -254,7 +262,9 @@ def _merge_tls(apps: dict[str, Any], desired: DesiredConfig) -> None:
         tls.pop("certificates", None)
 
     automation = tls.get("automation", {})
-    policies = [policy for policy in automation.get("policies", []) if not _is_ours(policy)]
+    policies = [
+        policy for policy in automation.get("policies", []) if not _is_ours(policy)
+    ]
     if desired.acme_policy is not None:
         # The first matching policy wins, so the daemon's goes first.
         policies.insert(0, copy.deepcopy(desired.acme_policy))
@@ -344,7 +354,7 @@ def _tenants_route(settings: ProxySettings, routes: list[Route]) -> dict[str, An
         "source": "{http.request.host}",
         "destinations": [placeholders[name] for name in _DESTINATIONS],
         "mappings": render_mappings(routes),
-        "defaults": ["", _UNKNOWN_STATE, "", "", ""],
+        "defaults": ["", _UNKNOWN_STATE, "", ""],
     }
     known = {"vars": {placeholders["state"]: ["available", "unavailable"]}}
     probe = {
@@ -354,7 +364,6 @@ def _tenants_route(settings: ProxySettings, routes: list[Route]) -> dict[str, An
                 200,
                 {
                     "route": "tenant",
-                    "tenant_id": placeholders["tenant"],
                     "revision": placeholders["revision"],
                     "state": placeholders["state"],
                 },
@@ -368,7 +377,7 @@ def _tenants_route(settings: ProxySettings, routes: list[Route]) -> dict[str, An
     unavailable_body = {
         "error": "tenant_unavailable",
         "message": "This tenant is not available.",
-        "tenant_id": placeholders["tenant"],
+        "host": "{http.request.host}",
         "reason": placeholders["reason"],
     }
     unavailable = {
@@ -429,7 +438,7 @@ def _json_response(
 def _body_template(body: dict[str, str]) -> str:
     """Return ``body`` as JSON with literal braces escaped for Caddy.
 
-    Values that are placeholders (``{zenpro.tenant}``) stay placeholders,
+    Values that are placeholders (``{zenpro.revision}``) stay placeholders,
     because Caddy must fill them in.
     """
     markers = {}

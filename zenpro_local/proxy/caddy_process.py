@@ -7,9 +7,9 @@ certificate storage live in the same folder, through ``XDG_CONFIG_HOME`` and
 
 Caddy starts with ``--resume``, so after a restart it serves the routes it
 had before, even before the daemon has reconciled them. An autosave that is
-not valid JSON (a truncated write) would make Caddy exit at once, so it is
-moved aside first and Caddy starts from a configuration with the admin
-endpoint only; the daemon's reconcile then puts everything back.
+not valid JSON (a truncated write) would make Caddy exit at once. Such a file
+is moved aside first, and Caddy starts from a configuration with the admin
+endpoint only. The daemon's reconcile then puts everything back.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class CaddyProcess:
         caddy_dir: Folder for the admin socket, autosave, storage and log.
         binary: The Caddy executable; found with :func:`find_caddy_binary`
             when None.
-        start_timeout: Time Caddy has to answer on its admin socket.
+        start_timeout: Time Caddy has to respond on its admin socket.
         stop_timeout: Time Caddy has to exit after SIGTERM before SIGKILL.
     """
 
@@ -105,12 +105,12 @@ class CaddyProcess:
         return self._process is not None and self._process.returncode is None
 
     async def start(self) -> None:
-        """Start Caddy and wait until its admin API answers.
+        """Start Caddy and wait until its admin API responds.
 
         Idempotent: does nothing while the child runs.
 
         Raises:
-            ProxyError: Caddy exited or did not answer within the timeout;
+            ProxyError: Caddy exited or did not respond within the timeout;
                 the message contains the end of its log.
         """
         if self.running:
@@ -250,6 +250,6 @@ class CaddyProcess:
             await admin.close()
         await self.stop()
         raise ProxyError(
-            f"Caddy did not answer on {self.admin_address} within "
+            f"Caddy did not respond on {self.admin_address} within "
             f"{self.start_timeout:g} s. Its log ends with:\n{self.log_tail()}"
         )

@@ -1,4 +1,4 @@
-"""Where the certificate Caddy serves comes from, for each TLS mode.
+"""Certificate sources: the files Caddy loads in each TLS mode.
 
 Caddy always loads certificates from files (``tls.certificates.load_files``),
 never from PEM text in its configuration, so no private key ends up in
@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 class CertificateSource(abc.ABC):
     """The certificate files Caddy loads, and when they change."""
 
-    # True when a change keeps the same file paths, so Caddy must be told to
+    # True when a change keeps the same file paths, so Caddy must be made to
     # reload although its configuration stays the same.
     reload_in_place = False
 
@@ -114,7 +114,9 @@ class FileCertificates(CertificateSource):
     def renew(self) -> CertificatePaths:
         self._check()
         self._fingerprint = self._read_fingerprint()
-        logger.info("Certificate files %s changed; reloading them", self.paths.certificate)
+        logger.info(
+            "Certificate files %s changed; reloading them", self.paths.certificate
+        )
         return self.paths
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -127,7 +129,9 @@ class FileCertificates(CertificateSource):
 
     def _check(self) -> None:
         try:
-            certificate = x509.load_pem_x509_certificate(self.paths.certificate.read_bytes())
+            certificate = x509.load_pem_x509_certificate(
+                self.paths.certificate.read_bytes()
+            )
             key = serialization.load_pem_private_key(self.paths.key.read_bytes(), None)
         except (OSError, ValueError, TypeError) as error:
             raise ProxyError(
@@ -136,9 +140,9 @@ class FileCertificates(CertificateSource):
             ) from None
         public = serialization.PublicFormat.SubjectPublicKeyInfo
         der = serialization.Encoding.DER
-        if key.public_key().public_bytes(der, public) != certificate.public_key().public_bytes(
+        if key.public_key().public_bytes(
             der, public
-        ):
+        ) != certificate.public_key().public_bytes(der, public):
             raise ProxyError(
                 f"Key {self.paths.key} does not belong to certificate "
                 f"{self.paths.certificate}."
@@ -167,7 +171,9 @@ class AcmeCertificates(CertificateSource):
 def certificate_source(settings: ProxySettings) -> CertificateSource:
     """Return the certificate source for ``settings.tls_mode``."""
     if settings.tls_mode is TLSMode.INTERNAL:
-        pki = LocalPKI(settings.tls_dir, settings.base_domain, settings.certificate_lifetime)
+        pki = LocalPKI(
+            settings.tls_dir, settings.base_domain, settings.certificate_lifetime
+        )
         return InternalCertificates(pki)
     if settings.tls_mode is TLSMode.FILES:
         paths = CertificatePaths(settings.certificate_file, settings.key_file)

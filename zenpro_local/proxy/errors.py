@@ -15,7 +15,7 @@ class CaddyAdminError(ProxyError):
     """Caddy's admin API rejected a request with a 4xx status.
 
     Attributes:
-        status: The HTTP status Caddy answered with.
+        status: The HTTP status of Caddy's response.
         method: The request method.
         path: The admin API path, such as ``/id/zenpro-tenant-1``.
         message: Caddy's own error message.

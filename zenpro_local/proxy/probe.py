@@ -3,9 +3,9 @@
 A probe connects to Caddy's listener on this machine, sends the tenant's host
 name as SNI and ``Host``, and verifies the certificate: against the daemon's
 CA in ``internal`` mode, against the operator's certificate in ``files`` mode.
-It asks for the probe path, which Caddy answers itself with the tenant id
-and revision of the route it serves, so a probe neither depends on the tenant
-being healthy nor reaches the tenant's server.
+It requests the probe path, which Caddy serves itself with the revision of
+the route it applies, so a probe neither depends on the tenant being healthy
+nor reaches the tenant's server.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ POLL_INTERVAL = 0.025
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """What Caddy answered on the probe path for one host."""
+    """Caddy's response on the probe path for one host."""
 
     status: int
     body: Any  # parsed JSON, or None when the body was not JSON
@@ -76,7 +76,7 @@ class RouteProbe:
 
         Raises:
             aiohttp.ClientError: The connection or TLS handshake failed.
-            asyncio.TimeoutError: Caddy did not answer within two seconds.
+            asyncio.TimeoutError: Caddy did not respond within two seconds.
         """
         session = self._open_session()
         url = f"https://{host}:{self.https_port}{PROBE_PATH}"
@@ -119,17 +119,14 @@ class RouteProbe:
 
         def matches(result: ProbeResult) -> bool:
             body = result.body if isinstance(result.body, dict) else {}
-            return (
-                result.status == 200
-                and body.get("tenant_id") == route.tenant_id
-                and body.get("revision") == route.revision
-            )
+            # The revision hashes every field of the route, its tenant id too.
+            return result.status == 200 and body.get("revision") == route.revision
 
         expected = f"route {route.tenant_id} revision {route.revision}"
         return await self._expect_answer(route.host, matches, expected)
 
     async def expect_absent(self, host: str) -> ProbeResult:
-        """Wait until no tenant route answers for ``host``."""
+        """Wait until no tenant route serves ``host``."""
 
         def matches(result: ProbeResult) -> bool:
             body = result.body if isinstance(result.body, dict) else {}
@@ -223,4 +220,3 @@ class _FixedResolver(AbstractResolver):
 
     async def close(self) -> None:
         return None
-

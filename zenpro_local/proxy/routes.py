@@ -21,7 +21,7 @@ class RouteState(str, enum.Enum):
     """Whether a tenant's host name reaches its server."""
 
     AVAILABLE = "available"  # proxied to the tenant's upstream
-    UNAVAILABLE = "unavailable"  # answered by Caddy with 503 and the reason
+    UNAVAILABLE = "unavailable"  # Caddy responds with 503 and the reason
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Route:
         tenant_id: The tenant's id; it names the route in Caddy.
         host: The tenant's host name, ``<tenant>.<base_domain>``.
         upstream: ``HOST:PORT`` of the tenant's server; None when unavailable.
-        state: Whether requests are proxied or answered with 503.
+        state: Whether requests are proxied or get a 503 response.
         reason: Why the tenant is unavailable, shown to clients in the 503.
     """
 
@@ -55,7 +55,9 @@ class Route:
         object.__setattr__(self, "state", RouteState(self.state))
         if self.state is RouteState.AVAILABLE:
             if self.upstream is None:
-                raise ValueError(f"Route {self.tenant_id!r} is available but has no upstream.")
+                raise ValueError(
+                    f"Route {self.tenant_id!r} is available but has no upstream."
+                )
             check_upstream(self.upstream)
         if len(self.reason) > MAX_REASON_LENGTH:
             raise ValueError(
@@ -70,7 +72,7 @@ class Route:
 
     @classmethod
     def unavailable(cls, tenant_id: str, host: str, reason: str) -> Route:
-        """Return a route that answers ``host`` with 503 and ``reason``."""
+        """Return a route that responds to ``host`` with 503 and ``reason``."""
         return cls(tenant_id, host, None, RouteState.UNAVAILABLE, reason)
 
     @property
@@ -79,7 +81,7 @@ class Route:
         fields = [self.tenant_id, self.host, self.upstream, self.state.value]
         fields.append(self.reason)
         digest = hashlib.sha256(json.dumps(fields).encode())
-        return digest.hexdigest()[:16]
+        return digest.hexdigest()[:12]
 
 
 def check_hostname(host: str) -> None:

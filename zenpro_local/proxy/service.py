@@ -14,7 +14,6 @@ from zenpro_local.proxy.caddy_admin import CaddyAdmin
 from zenpro_local.proxy.caddy_config import DesiredConfig, render_desired
 from zenpro_local.proxy.caddy_process import CaddyProcess
 from zenpro_local.proxy.certificates import CertificateSource, certificate_source
-from zenpro_local.proxy.errors import ProxyError
 from zenpro_local.proxy.probe import RouteProbe
 from zenpro_local.proxy.routes import Route
 from zenpro_local.proxy.settings import ProxySettings
@@ -48,7 +47,14 @@ class Proxy:
         self.settings = settings
         self.certificates: CertificateSource = certificate_source(settings)
         external = settings.admin_address
-        self.process = None if external else CaddyProcess(settings.caddy_dir, settings.caddy_binary)
+        self.process = None
+        if external is None:
+            # SIGKILL only after Caddy's own grace period for open requests.
+            self.process = CaddyProcess(
+                settings.caddy_dir,
+                settings.caddy_binary,
+                stop_timeout=settings.grace_period + 5,
+            )
         address = external or self.process.admin_address
         self.admin = CaddyAdmin(address, timeout=settings.admin_timeout)
         self.probe: RouteProbe | None = None
@@ -66,7 +72,12 @@ class Proxy:
         self._last_start = float("-inf")
 
     async def __aenter__(self) -> Proxy:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            # Without this, a failed start would leave Caddy running.
+            await self.close()
+            raise
         return self
 
     async def __aexit__(self, *exc_info) -> None:
@@ -110,8 +121,10 @@ class Proxy:
             )
             self.writer.probe = self.probe
         else:
-            logger.info("TLS mode %s: changes are checked without HTTPS probes",
-                        self.settings.tls_mode.value)
+            logger.info(
+                "TLS mode %s: changes are checked without HTTPS probes",
+                self.settings.tls_mode.value,
+            )
 
         if routes:
             self._check_hosts(routes)
@@ -183,16 +196,16 @@ class Proxy:
         """Return when every queued change is in Caddy and was probed.
 
         Raises:
-            ProxyError: Applying the changes failed; the message says why.
+            ProxyError: Applying the changes failed; the message gives the reason.
         """
         await self.writer.wait()
 
     def ca_pem(self) -> bytes | None:
-        """Return the daemon's CA certificate (PEM); None unless in ``internal`` mode."""
+        """Return the daemon's CA certificate (PEM); None outside ``internal``."""
         return self.certificates.ca_pem()
 
     def allows_certificate(self, domain: str) -> bool:
-        """Tell whether Caddy may obtain a certificate for ``domain`` (``acme`` mode)."""
+        """Tell whether Caddy may obtain a certificate for ``domain`` (``acme``)."""
         domain = domain.lower().rstrip(".")
         if domain == self.settings.admin_host:
             return True
@@ -202,9 +215,9 @@ class Proxy:
         """Renew or reload the certificate if due, and wait until Caddy serves it.
 
         In ``internal`` mode the leaf is renewed at two thirds of its
-        lifetime; in ``files`` mode the files are reloaded when their content
-        changed; in ``acme`` mode Caddy renews by itself. Meant to be called
-        from a timer.
+        lifetime. In ``files`` mode the files are reloaded when their content
+        changed. In ``acme`` mode Caddy renews by itself, so this does
+        nothing. Meant to be called from a timer.
 
         Returns:
             True when Caddy now serves a new certificate.
@@ -223,7 +236,9 @@ class Proxy:
             served = await asyncio.to_thread(_leaf_der, paths)
             await self.probe.expect_certificate(self.settings.admin_host, served)
         await asyncio.to_thread(self.certificates.committed, paths)
-        logger.info("Caddy serves the new certificate %s", paths.certificate if paths else "")
+        logger.info(
+            "Caddy serves the new certificate %s", paths.certificate if paths else ""
+        )
         return True
 
     def _render(self, routes: list[Route]) -> DesiredConfig:
@@ -256,7 +271,9 @@ class Proxy:
         )
         self.writer.request_full()
 
-    def _check_host(self, route: Route, taken: dict[str, str] | None = None) -> None:
+    def _check_host(
+        self, route: Route, hosts_in_use: dict[str, str] | None = None
+    ) -> None:
         suffix = "." + self.settings.base_domain
         if not route.host.endswith(suffix):
             raise ValueError(
@@ -268,13 +285,13 @@ class Proxy:
                 f"Host {route.host!r} is the admin host; tenant {route.tenant_id} "
                 "needs another name."
             )
-        if taken is None:
-            taken = {
+        if hosts_in_use is None:
+            hosts_in_use = {
                 other.host: other.tenant_id
                 for other in self.writer.routes.values()
                 if other.tenant_id != route.tenant_id
             }
-        owner = taken.get(route.host)
+        owner = hosts_in_use.get(route.host)
         if owner is not None and owner != route.tenant_id:
             raise ValueError(
                 f"Host {route.host!r} already belongs to tenant {owner}; tenant "
@@ -282,10 +299,10 @@ class Proxy:
             )
 
     def _check_hosts(self, routes: list[Route]) -> None:
-        taken: dict[str, str] = {}
+        hosts_in_use: dict[str, str] = {}
         for route in routes:
-            self._check_host(route, taken)
-            taken[route.host] = route.tenant_id
+            self._check_host(route, hosts_in_use)
+            hosts_in_use[route.host] = route.tenant_id
 
 
 def _connect_address(bind_address: str) -> str:

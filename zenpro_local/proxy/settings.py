@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from zenpro_local.proxy.routes import check_hostname, check_upstream
 
 
 class TLSMode(str, enum.Enum):
-    """Where the certificate for tenant hosts comes from."""
+    """Source of the certificate for tenant hosts."""
 
     INTERNAL = "internal"  # the daemon's own CA signs a wildcard leaf
     ACME = "acme"  # Caddy obtains one certificate per host from an ACME CA
@@ -29,7 +30,7 @@ class ProxySettings:
     raises :class:`ProxyError` naming the first invalid field.
 
     Attributes:
-        base_domain: Tenants answer at ``<tenant>.<base_domain>``.
+        base_domain: Tenants are served at ``<tenant>.<base_domain>``.
         data_dir: The daemon's data folder; TLS files go to ``tls/`` and the
             embedded Caddy's files to ``caddy/`` inside it.
         https_port: Port of the HTTPS listener.
@@ -57,7 +58,8 @@ class ProxySettings:
             stays open after a reload, instead of being closed at once.
         coalesce_delay: Quiet time after a change before it is written, so a
             burst of changes becomes one write.
-        max_coalesce_delay: Longest a change waits while changes keep coming.
+        max_coalesce_delay: Maximum time a change waits while changes keep
+            coming.
         admin_timeout: Time one admin API call may take, retries included.
         probe_timeout: Time Caddy has to serve a change on its HTTPS port.
         server_name: Name of the daemon's server in Caddy's HTTP app.
@@ -133,6 +135,14 @@ class ProxySettings:
 
     def _check(self) -> None:
         check_hostname(self.base_domain)
+        if self.bind_address:
+            try:
+                ipaddress.ip_address(self.bind_address)
+            except ValueError:
+                raise ValueError(
+                    f"Invalid bind_address {self.bind_address!r}: expected an IP "
+                    "address, or empty for every interface."
+                ) from None
         check_hostname(self.admin_host)
         check_upstream(self.admin_upstream)
         for name in ("https_port", "http_port"):
@@ -158,6 +168,5 @@ class ProxySettings:
                 path = getattr(self, name)
                 if path is None or not Path(path).is_file():
                     raise ValueError(
-                        f"tls_mode 'files' needs {name}, but {path!r} is not a "
-                        "file."
+                        f"tls_mode 'files' needs {name}, but {path!r} is not a file."
                     )

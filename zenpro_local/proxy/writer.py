@@ -7,9 +7,10 @@ quiet time, so a burst of changes becomes one or a few Caddy reloads.
 
 Each pass is one of two kinds:
 
-- incremental, when the writer knows what Caddy has: one change is one small
-  request addressed by ``@id`` (PUT to insert, PATCH to replace, DELETE to
-  remove), and several changes replace the tenant map's entries in one PATCH;
+- incremental, when the writer has a record of Caddy's entries: one change
+  is one small request addressed by ``@id`` (PUT to insert, PATCH to replace,
+  DELETE to remove), and several changes replace the tenant map's entries in
+  one PATCH;
 - full, on start, on request (reconcile, certificate change) and after any
   failure: read Caddy's whole configuration, merge the daemon's part into it,
   and write it back with ``If-Match`` only if something differs.
@@ -67,7 +68,7 @@ class RouteWriter:
         ensure_caddy: Called before each full pass; starts the embedded Caddy
             when it is not running.
         coalesce_delay: Quiet time before a pass starts, in seconds.
-        max_coalesce_delay: Longest a change waits for quiet, in seconds.
+        max_coalesce_delay: Maximum time a change waits for quiet, in seconds.
     """
 
     def __init__(
@@ -167,7 +168,7 @@ class RouteWriter:
 
         Raises:
             ProxyError: The pass covering ``generation`` failed; the error
-                says why.
+                gives the reason.
         """
         target = self._generation if generation is None else generation
         async with self._progress:
@@ -298,7 +299,9 @@ class RouteWriter:
                 "another writer may be changing it."
             )
 
-    async def _check_entry(self, tenant_id: str, expected: dict[str, Any] | None) -> None:
+    async def _check_entry(
+        self, tenant_id: str, expected: dict[str, Any] | None
+    ) -> None:
         path = f"/id/{tenant_route_id(tenant_id)}"
         try:
             stored, _ = await self.admin.get(path)
@@ -354,7 +357,8 @@ class RouteWriter:
         probed = [
             route
             for route in routes
-            if before_by_id.get(tenant_route_id(route.tenant_id)) != render_mapping(route)
+            if before_by_id.get(tenant_route_id(route.tenant_id))
+            != render_mapping(route)
         ]
         desired_hosts = {route.host for route in routes}
         gone_hosts = [
