@@ -153,6 +153,25 @@ SETTINGS: tuple[Setting, ...] = (
         check=_positive,
     ),
     Setting(
+        "auth.max_failures",
+        int,
+        10,
+        "Failed authentications (invalid, unknown, revoked or expired API "
+        "keys) accepted from one client address within auth.failure_window; "
+        "further failing attempts get 429 until the oldest failure leaves the "
+        "window. Valid keys are never limited.",
+        check=_positive,
+    ),
+    Setting(
+        "auth.failure_window",
+        float,
+        60.0,
+        "Length of the sliding window in which auth.max_failures counts "
+        "failed authentications per client address.",
+        unit="seconds",
+        check=_positive,
+    ),
+    Setting(
         "tenants.zenml_version",
         str,
         "0.98.0",

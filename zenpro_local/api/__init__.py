@@ -19,6 +19,7 @@ from zenpro_local.api import (  # noqa: F401
 from zenpro_local.api.auth import auth_middleware
 from zenpro_local.api.context import CONTEXT, Context
 from zenpro_local.api.errors import error_middleware
+from zenpro_local.api.ratelimit import AUTH_LIMITER, AuthFailureLimiter
 from zenpro_local.api.routing import add_routes
 
 
@@ -29,6 +30,9 @@ def create_app(context: Context) -> web.Application:
         client_max_size=context.settings["max_body_size"],
     )
     app[CONTEXT] = context
+    app[AUTH_LIMITER] = AuthFailureLimiter(
+        context.settings["auth.max_failures"], context.settings["auth.failure_window"]
+    )
     add_routes(app)
     openapi.add_static(app)
     return app

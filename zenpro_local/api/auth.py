@@ -10,6 +10,7 @@ from aiohttp import web
 from zenpro_local import credentials
 from zenpro_local.api.context import context
 from zenpro_local.api.errors import ApiError, Handler
+from zenpro_local.api.ratelimit import AUTH_LIMITER, client_address
 from zenpro_local.api.routing import is_public
 from zenpro_local.authz import Principal, load_principal
 from zenpro_local.store import Store, utcnow
@@ -38,7 +39,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise _unauthorized(
             "missing credentials: send 'Authorization: Bearer <API key>'"
         )
-    request[PRINCIPAL] = authenticate_api_key(context(request).store, key.strip())
+    try:
+        caller = authenticate_api_key(context(request).store, key.strip())
+    except ApiError as error:
+        limiter = request.app[AUTH_LIMITER]
+        raise limiter.failed(client_address(request), error) from None
+    request[PRINCIPAL] = caller
     return await handler(request)
 
 

@@ -100,15 +100,29 @@ def _schema_name(model: type) -> str:
     return model.__name__.replace("[", "_").replace("]", "_").replace(".", "_")
 
 
+# Every operation that needs an API key may return these: 401 for missing or
+# invalid credentials, 429 once an address has failed too often.
+_AUTHENTICATION_ERRORS = (401, 429)
+_RETRY_AFTER = {
+    "description": "Seconds until the address may try to authenticate again.",
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
 def _operation_object(operation: Operation) -> dict:
     responses = {str(operation.status): _success(operation)}
-    for status in operation.errors:
+    errors = set(operation.errors)
+    if not operation.public:
+        errors.update(_AUTHENTICATION_ERRORS)
+    for status in sorted(errors):
         responses[str(status)] = {
             "description": "Error.",
             "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
             },
         }
+    if "429" in responses:
+        responses["429"]["headers"] = {"Retry-After": _RETRY_AFTER}
     document = {
         "summary": operation.summary,
         "operationId": operation.handler.__name__,
