@@ -21,11 +21,13 @@ from zenpro_local import authz, bootstrap
 from zenpro_local.api import create_app
 from zenpro_local.api.context import CONTEXT, Context
 from zenpro_local.config import Settings
+from zenpro_local.proxy import TLS_PERMISSION_PATH, Proxy, ProxySettings
 from zenpro_local.runtime import TenantRuntime
 from zenpro_local.secretbox import SecretBox
 from zenpro_local.store import Store
 from zenpro_local.tenants.manager import TenantManager
 from zenpro_local.tenants.reconciler import Reconciler
+from zenpro_local.tenants.routes import CaddyRoutes
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,24 @@ def build_runtime(settings: Settings) -> TenantRuntime:
         data_dir=data_dir,
         venvs=VenvManager(Path(venvs_dir).expanduser()),
         daemon_id=daemon_id(data_dir),
+    )
+
+
+def proxy_settings(settings: Settings) -> ProxySettings:
+    """Return the proxy's settings derived from the daemon's."""
+    return ProxySettings(
+        base_domain=settings["base_domain"],
+        data_dir=settings.data_dir,
+        https_port=settings["https_port"],
+        bind_address=settings["caddy.bind"],
+        admin_upstream=settings["listen"],
+        tls_mode=settings["tls.mode"],
+        certificate_file=Path(settings["tls.cert_file"]) if settings["tls.cert_file"] else None,
+        key_file=Path(settings["tls.key_file"]) if settings["tls.key_file"] else None,
+        acme_email=settings["tls.acme_email"],
+        acme_permission_url=f"http://{settings['listen']}{TLS_PERMISSION_PATH}",
+        caddy_admin_address=settings["caddy.admin_address"] or None,
+        certificate_lifetime_days=settings["tls.cert_lifetime"],
     )
 
 
@@ -140,7 +160,14 @@ def _tenants_ctx(runtime: TenantRuntime | None, run_tenants: bool):
             return
 
         chosen = runtime or await asyncio.to_thread(build_runtime, settings)
-        manager = TenantManager(settings, context.store, secretbox, chosen)
+        proxy = Proxy(proxy_settings(settings))
+        routes = CaddyRoutes(proxy, settings["base_domain"])
+        rows = context.store.query_all("SELECT * FROM tenants")
+        await proxy.start([route for route in map(routes.route_for, rows) if route])
+        context.proxy = proxy
+        context.ca_pem = proxy.ca_pem()
+
+        manager = TenantManager(settings, context.store, secretbox, chosen, routes)
         await manager.start()
         context.tenants = manager
 
@@ -153,6 +180,7 @@ def _tenants_ctx(runtime: TenantRuntime | None, run_tenants: bool):
 
         await reconciler.close()
         await manager.close()
+        await proxy.close()
         await chosen.close()
 
     return tenants_ctx

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -116,6 +117,12 @@ class TenantDaemon(Daemon):
             await asyncio.sleep(0.5)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def build_runtime(kind: str, data_dir: Path):
     identity = daemon_id(data_dir)
     if kind == "docker":
@@ -139,7 +146,12 @@ async def tenant_daemon(tmp_path: Path, runtime_kind: str) -> AsyncIterator[Tena
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     settings = make_settings(
-        data_dir, reconcile_interval=2, health_interval=1, tenants_stop_timeout=5
+        data_dir,
+        reconcile_interval=2,
+        health_interval=1,
+        tenants_stop_timeout=5,
+        https_port=free_port(),
+        caddy_bind="127.0.0.1",
     )
     runtime = build_runtime(runtime_kind, data_dir)
     app = build_app(settings, runtime)
@@ -188,7 +200,8 @@ def start_daemon_process(data_dir: Path, port: int, kind: str) -> DaemonProcess:
         "ZENPRO_DATA_DIR": str(data_dir),
         "ZENPRO_LISTEN": f"127.0.0.1:{port}",
         "ZENPRO_RUNTIME": kind,
-        "ZENPRO_HTTPS_PORT": "8443",
+        "ZENPRO_HTTPS_PORT": str(free_port()),
+        "ZENPRO_CADDY_BIND": "127.0.0.1",
         "ZENPRO_RECONCILE_INTERVAL": "2",
         "ZENPRO_PROCESS_VENVS_DIR": str(cache_dir() / "venvs"),
     }

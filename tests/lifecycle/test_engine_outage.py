@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import make_settings
-from tests.lifecycle.conftest import TENANT_TIMEOUT, TenantDaemon, cleanup
+from tests.lifecycle.conftest import TENANT_TIMEOUT, TenantDaemon, cleanup, free_port
 from zenpro_local.daemon import build_app, daemon_id
 from zenpro_local.runtime.docker import DockerRuntime
 
@@ -67,9 +67,16 @@ class SocketForwarder:
             writer.close()
 
 
-async def start_daemon(data_dir: Path, socket_path: Path, session) -> tuple[TestServer, TenantDaemon]:
+async def start_daemon(
+    data_dir: Path, socket_path: Path, session, https_port: int
+) -> tuple[TestServer, TenantDaemon]:
     settings = make_settings(
-        data_dir, reconcile_interval=1, health_interval=1, tenants_stop_timeout=5
+        data_dir,
+        reconcile_interval=1,
+        health_interval=1,
+        tenants_stop_timeout=5,
+        https_port=https_port,
+        caddy_bind="127.0.0.1",
     )
     runtime = DockerRuntime(
         daemon_id=daemon_id(data_dir), data_dir=data_dir, base_url=f"unix://{socket_path}"
@@ -101,11 +108,12 @@ async def test_engine_down_at_start_converges(tmp_path, docker_client):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     socket_path = tmp_path / "engine.sock"
+    https_port = free_port()
     forwarder = SocketForwarder(socket_path)
     await forwarder.open()
     try:
         async with aiohttp.ClientSession() as session:
-            server, daemon = await start_daemon(data_dir, socket_path, session)
+            server, daemon = await start_daemon(data_dir, socket_path, session, https_port)
             organization = await daemon.create_organization()
             kept = await daemon.create_tenant(organization["id"], "alpha")
             await daemon.wait_status(kept["id"], "available")
@@ -113,7 +121,7 @@ async def test_engine_down_at_start_converges(tmp_path, docker_client):
 
             # The engine is gone while the daemon starts and takes a request.
             await forwarder.close()
-            server, daemon = await start_daemon(data_dir, socket_path, session)
+            server, daemon = await start_daemon(data_dir, socket_path, session, https_port)
             health = await daemon.call("GET", "/health", token=None)
             assert health.status == 200
             during = await daemon.create_tenant(organization["id"], "beta")

@@ -86,7 +86,7 @@ async def test_create_reaches_available(tenant_daemon):
     organization = await tenant_daemon.create_organization()
     created = await tenant_daemon.create_tenant(organization["id"], "alpha")
     assert created["status"] == "pending"
-    assert created["url"] == "https://alpha.zenml.localhost:8443"
+    assert created["url"].startswith("https://alpha.zenml.localhost:")
 
     tenant = await tenant_daemon.wait_status(created["id"], "available")
     assert tenant["runtime"] == tenant_daemon.kind

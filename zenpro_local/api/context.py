@@ -11,6 +11,7 @@ from zenpro_local.config import Settings
 from zenpro_local.store import Store
 
 if TYPE_CHECKING:
+    from zenpro_local.proxy import Proxy
     from zenpro_local.tenants.manager import TenantManager
 
 
@@ -21,6 +22,7 @@ class Context:
     settings: Settings
     store: Store
     tenants: "TenantManager | None" = None
+    proxy: "Proxy | None" = None
     ca_pem: bytes | None = None
     extras: dict[str, Any] | None = None
 

@@ -7,7 +7,8 @@ from aiohttp import web
 from zenpro_local.api import models
 from zenpro_local.api.context import context
 from zenpro_local.api.errors import ApiError
-from zenpro_local.api.routing import route
+from zenpro_local.api.routing import QueryParam, route
+from zenpro_local.proxy import TLS_PERMISSION_PATH
 
 
 @route(
@@ -42,3 +43,20 @@ async def ca_certificate(request: web.Request) -> web.Response:
         content_type="application/x-pem-file",
         headers={"Content-Disposition": 'attachment; filename="zenpro-local-ca.pem"'},
     )
+
+
+@route(
+    "GET",
+    TLS_PERMISSION_PATH,
+    summary="Whether Caddy may obtain a certificate for a host (tls.mode acme)",
+    tag="system",
+    public=True,
+    query=(QueryParam("domain", "string", "The host name.", required=True),),
+    errors=(404,),
+)
+async def tls_permission(request: web.Request) -> web.Response:
+    proxy = context(request).proxy
+    domain = request.query.get("domain", "")
+    if proxy is None or not proxy.allows_certificate(domain):
+        raise ApiError(404, f"no tenant or admin host is named {domain!r}")
+    return web.json_response({"domain": domain, "allowed": True})

@@ -39,6 +39,7 @@ from zenpro_local.runtime import (
     TenantRuntimeError,
     TenantSpec,
 )
+from zenpro_local.proxy import ProxyError
 from zenpro_local.secretbox import SecretBox
 from zenpro_local.store import Store, new_id, utcnow
 from zenpro_local.tenants import ports, zenml_api
@@ -48,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 TRANSIENT_STATUSES = ("pending", "provisioning", "deactivating", "deleting")
 ADMIN_USERNAME = "zenpro-admin"
+# Host name labels the daemon serves itself (admin.<base_domain>).
+RESERVED_NAMES = ("admin",)
 
 # Operations a stop may interrupt: "stop is allowed while a start is pending".
 _INTERRUPTIBLE = ("provision", "reactivate")
@@ -194,6 +197,13 @@ class TenantManager:
             ApiError: 409 when the name is taken by a tenant that is not
                 deleted.
         """
+        if name in RESERVED_NAMES:
+            raise ApiError(
+                422,
+                f"invalid name: {name!r} is reserved for the daemon's own host; "
+                "choose another name",
+                field="name",
+            )
         now = utcnow()
         row = {
             "id": new_id(),
@@ -397,11 +407,11 @@ class TenantManager:
         except asyncio.CancelledError:
             logger.info("Operation %s on tenant %s cancelled", name, tenant_id)
             raise
-        except (OperationFailed, TenantRuntimeError) as error:
-            self._fail(tenant_id, name, str(error))
+        except (OperationFailed, TenantRuntimeError, ProxyError) as error:
+            await self._fail(tenant_id, name, str(error))
         except Exception as error:
             logger.exception("Operation %s on tenant %s crashed", name, tenant_id)
-            self._fail(tenant_id, name, f"internal error: {error}")
+            await self._fail(tenant_id, name, f"internal error: {error}")
         finally:
             current = self._running.get(tenant_id)
             if current is not None and current.task is asyncio.current_task():
@@ -409,22 +419,23 @@ class TenantManager:
                 if self.get(tenant_id) is not None:
                     self._write(tenant_id, operation=None)
 
-    def mark_failed(self, tenant_id: str, reason: str) -> None:
+    async def mark_failed(self, tenant_id: str, reason: str) -> None:
         """Give up on a tenant: status ``failed`` with ``reason``."""
-        self._fail(tenant_id, "health check", reason)
+        await self._fail(tenant_id, "health check", reason)
 
-    def _fail(self, tenant_id: str, operation: str, reason: str) -> None:
+    async def _fail(self, tenant_id: str, operation: str, reason: str) -> None:
         row = self.get(tenant_id)
         if row is None:
             return
         logger.error("Tenant %s (%s): %s failed: %s", tenant_id, row["name"], operation, reason)
         self._write(tenant_id, status="failed", status_reason=reason)
         self._event(row, "failed", f"{operation} failed: {reason}", None)
-        self.routes.unavailable(self.get(tenant_id), reason)
+        await self.routes.unavailable(self.get(tenant_id), reason)
 
     async def _provision(self, tenant_id: str) -> None:
         row = self._require(tenant_id)
         self._write(tenant_id, status="provisioning", status_reason="")
+        await self.routes.unavailable(row, "the tenant's server is starting")
         if row["port"] is None:
             port = ports.allocate(self.store, ports.parse_range(self.settings["tenants.port_range"]))
             self._write(tenant_id, port=port)
@@ -479,7 +490,7 @@ class TenantManager:
     async def _deactivate(self, tenant_id: str) -> None:
         row = self._require(tenant_id)
         self._write(tenant_id, status="deactivating", status_reason="")
-        self.routes.unavailable(row, "the tenant is deactivated")
+        await self.routes.unavailable(row, "the tenant is deactivated")
         await self._stop_and_remove(row)
         self._write(tenant_id, status="deactivated", status_reason="deactivated by request")
         self._event(row, "deactivated", "server removed; data kept", None)
@@ -534,7 +545,7 @@ class TenantManager:
 
     async def _delete(self, tenant_id: str, purge: bool) -> None:
         row = self._require(tenant_id)
-        self.routes.remove(row)
+        await self.routes.remove(row)
         await self._stop_and_remove(row)
         if not row["deleted"]:
             self._write(tenant_id, status="deleted", deleted=utcnow(), status_reason="")

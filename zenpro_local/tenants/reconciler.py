@@ -24,6 +24,7 @@ import random
 import time
 from dataclasses import dataclass
 
+from zenpro_local.proxy import ProxyError
 from zenpro_local.runtime import InstanceInfo, InstanceState, TenantRuntimeError
 from zenpro_local.tenants import zenml_api
 from zenpro_local.tenants.manager import TenantManager
@@ -107,6 +108,18 @@ class Reconciler:
             for row in rows:
                 await self._reconcile_tenant(row, found.get(row["id"]))
             await self._remove_orphans({row["id"] for row in rows}, found)
+            await self._reconcile_routes()
+
+    async def _reconcile_routes(self) -> None:
+        """Put Caddy's routes back as the state says; renew the certificate."""
+        routes = self.manager.routes
+        rows = self.manager.store.query_all("SELECT * FROM tenants")
+        try:
+            busy = {row["id"] for row in rows if self.manager.busy(row["id"])}
+            await routes.reconcile(rows, busy)
+            await routes.renew_certificate()
+        except ProxyError as error:
+            logger.error("Reconciling Caddy's routes failed: %s", error)
 
     async def _reconcile_tenant(self, row: dict, instance: InstanceInfo | None) -> None:
         manager = self.manager
@@ -189,7 +202,7 @@ class Reconciler:
             f"in {RESTART_WINDOW / 60:.0f} minutes did not help; last log "
             f"lines:\n{last_lines}"
         )
-        self.manager.mark_failed(row["id"], reason)
+        await self.manager.mark_failed(row["id"], reason)
         self._health.pop(row["id"], None)
 
     async def _remove_orphans(
