@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl
 import time
 
 import aiohttp
@@ -38,6 +40,29 @@ async def test_two_tenants_reach_own_upstreams(make_proxy, upstreams, client_for
     assert first.body["host"] == f"{host('one')}:{proxy.settings.https_port}"
     assert second.status == 200
     assert second.body["upstream"] == "two"
+
+
+async def test_localhost_name_resolves_to_caddy(make_proxy, upstreams):
+    # Debian's libnss-myhostname resolves *.localhost to the loopback
+    # addresses; this test uses the system resolver, unlike the others.
+    try:
+        socket.getaddrinfo(host("one"), None)
+    except socket.gaierror:
+        pytest.skip(f"{host('one')} does not resolve; install libnss-myhostname")
+    one = await upstreams("one")
+    proxy = await make_proxy()
+    await proxy.set_route(Route.available("t1", host("one"), one.address))
+    await proxy.wait_synced()
+    context = ssl.create_default_context(cadata=proxy.ca_pem().decode())
+
+    async with aiohttp.ClientSession() as session:
+        url = f"https://{host('one')}:{proxy.settings.https_port}/"
+        async with session.get(url, ssl=context) as response:
+            status = response.status
+            body = await response.json()
+
+    assert status == 200
+    assert body["upstream"] == "one"
 
 
 async def test_unavailable_tenant_gets_503_with_reason(make_proxy, client_for):

@@ -47,7 +47,7 @@ class Proxy:
         self.settings = settings
         self.certificates: CertificateSource = certificate_source(settings)
         external = settings.admin_address
-        self.process = None
+        self.process: CaddyProcess | None = None
         if external is None:
             # SIGKILL only after Caddy's own grace period for open requests.
             self.process = CaddyProcess(
