@@ -437,7 +437,11 @@ class TenantManager:
         self._write(tenant_id, status="provisioning", status_reason="")
         await self.routes.unavailable(row, "the tenant's server is starting")
         if row["port"] is None:
-            port = ports.allocate(self.store, ports.parse_range(self.settings["tenants.port_range"]))
+            port_range = ports.parse_range(self.settings["tenants.port_range"])
+            try:
+                port = ports.allocate(self.store, port_range)
+            except ports.NoFreePortError as error:
+                raise OperationFailed(str(error)) from None
             self._write(tenant_id, port=port)
             row = self._require(tenant_id)
         await self._start_server(row)
