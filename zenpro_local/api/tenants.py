@@ -1,7 +1,7 @@
 """Tenants: create, list, read, change state, upgrade, delete and purge.
 
 Work on a tenant's server continues in the background after the request:
-those operations answer 202 with the tenant as it is now, and its
+those operations return 202 with the tenant as it is now, and its
 ``status`` and events show the progress.
 """
 
@@ -31,6 +31,8 @@ from zenpro_local.tenants.manager import TenantManager
 logger = logging.getLogger(__name__)
 
 TAG = "tenants"
+# Largest value of the events' "after" parameter; SQLite's integers are 64-bit.
+MAX_EVENT_ID = 2**62
 
 
 def manager(request: web.Request) -> TenantManager:
@@ -192,13 +194,22 @@ async def delete_tenant(request: web.Request) -> web.Response:
     tag=TAG,
     response=models.Page[models.Event],
     query=PAGINATION
-    + (QueryParam("after", "integer", "Only events with a greater id.", default=0),),
+    + (
+        QueryParam(
+            "after",
+            "integer",
+            "Only events with a greater id.",
+            default=0,
+            minimum=0,
+            maximum=MAX_EVENT_ID,
+        ),
+    ),
     errors=(401, 404, 422),
 )
 async def list_tenant_events(request: web.Request) -> web.Response:
     row = access.tenant(request, request.match_info["tenant_id"])
     offset, limit = pagination(request)
-    after = query_int(request, "after", 0, 0, 2**62)
+    after = query_int(request, "after", 0, 0, MAX_EVENT_ID)
     store = context(request).store
     total = store.query_one(
         "SELECT count(*) AS n FROM events WHERE tenant_id = ? AND id > ?",

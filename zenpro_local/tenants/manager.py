@@ -2,7 +2,7 @@
 
 A tenant's ``status`` is owned by this class alone. Requests ask for an
 operation (create, deactivate, reactivate, restart, upgrade, delete,
-purge); the manager records it, answers at once, and runs the work as an
+purge); the manager records it, returns at once, and runs the work as an
 asyncio task, at most one per tenant. Each step is an event on the tenant.
 
 Statuses::

@@ -1,4 +1,4 @@
-"""How the tenant lifecycle tells the proxy about a tenant's route.
+"""Pass route changes from the tenant lifecycle to the proxy.
 
 :class:`RoutePublisher` publishes nothing, for a daemon that keeps tenant
 records only; :class:`CaddyRoutes` keeps Caddy's routes in line with the
@@ -27,13 +27,13 @@ class RoutePublisher:
         """Route the tenant's host to ``upstream`` and wait until it is served."""
 
     async def unavailable(self, row: dict | None, reason: str) -> None:
-        """Answer the tenant's host with a 503 that gives ``reason``."""
+        """Serve a 503 with ``reason`` on the tenant's host."""
 
     async def remove(self, row: dict) -> None:
-        """Drop the tenant's route, so its host answers 404."""
+        """Drop the tenant's route, so its host returns 404."""
 
     async def reconcile(self, rows: list[dict], busy: set[str]) -> None:
-        """Put every route back as the tenant rows say it should be.
+        """Put every route back as the tenant rows describe it.
 
         Tenants in ``busy`` have an operation under way, which owns their
         route: it keeps what that operation last set.
