@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
-from contextlib import asynccontextmanager, closing
+from contextlib import asynccontextmanager, closing, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,6 +55,7 @@ from zenpro_local.tenants import zenml_api
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ZENML_VERSION = "0.98.0"
+BASE_DOMAIN = "zenml.localhost"
 
 #: Label on the bare containers and volumes of one run, with the run's id.
 RUN_LABEL = "zenpro-bench.run"
@@ -96,7 +97,9 @@ class BenchDaemon:
         self.daemon_id = daemon_id(data_dir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.https_port = free_port()
         self.log_path = data_dir / "daemon.log"
+
         inherited = {
             key: value
             for key, value in os.environ.items()
@@ -107,10 +110,14 @@ class BenchDaemon:
             "ZENPRO_DATA_DIR": str(data_dir),
             "ZENPRO_LISTEN": f"127.0.0.1:{self.port}",
             "ZENPRO_RUNTIME": "docker",
-            "ZENPRO_HTTPS_PORT": str(free_port()),
+            "ZENPRO_BASE_DOMAIN": BASE_DOMAIN,
+            "ZENPRO_HTTPS_PORT": str(self.https_port),
+            # Caddy listens on loopback only, like the tenants' servers.
+            "ZENPRO_CADDY_BIND": "127.0.0.1",
             "ZENPRO_LOG_LEVEL": "info",
             **(settings or {}),
         }
+
         self.process: subprocess.Popen | None = None
         #: Epoch time of the last start, to compare with log timestamps.
         self.started_at = 0.0
@@ -156,7 +163,7 @@ class BenchDaemon:
             f"daemon's /health:\n{self.log_tail()}"
         )
 
-    def terminate(self, timeout: float = 60.0) -> float:
+    async def terminate(self, timeout: float = 60.0) -> float:
         """Send SIGTERM and return the seconds until the daemon exited.
 
         Raises:
@@ -165,7 +172,7 @@ class BenchDaemon:
         started = time.perf_counter()
         self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(timeout=timeout)
+            await asyncio.to_thread(self.process.wait, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise BenchError(
                 f"the daemon still runs {timeout:.0f} s after SIGTERM"
@@ -173,10 +180,23 @@ class BenchDaemon:
         return time.perf_counter() - started
 
     async def close(self) -> None:
-        """Kill the daemon if it still runs and close the HTTP session."""
+        """Stop the daemon and its leftover children; close the HTTP session.
+
+        The daemon gets SIGTERM, so it stops its Caddy, and SIGKILL if it
+        still runs after 30 s. Caddy runs in a session of its own and
+        outlives a killed daemon, so every process whose command line names
+        the data folder is killed afterwards.
+        """
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
+            try:
+                await self.terminate(timeout=30)
+            except BenchError:
+                self.process.kill()
+                self.process.wait(timeout=30)
+        for pid in processes_naming(self.data_dir):
+            print(f"Killing leftover process {pid} of {self.data_dir}")
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -217,6 +237,13 @@ class BenchDaemon:
             if response.status >= 400:
                 raise BenchError(f"{method} {path} failed: {response.status} {text}")
             return json.loads(text) if text else None
+
+    async def ca_pem(self) -> str:
+        """Return the daemon's CA certificate, which signs the tenants' hosts."""
+        async with self.session.get(f"{self.url}/api/v1/ca.pem") as response:
+            if response.status != 200:
+                raise BenchError(f"GET /api/v1/ca.pem failed: {response.status}")
+            return await response.text()
 
     async def create_organization(self, name: str) -> str:
         body = await self.call("POST", "/api/v1/organizations", {"name": name})
@@ -297,6 +324,22 @@ class BenchDaemon:
                 "SELECT port FROM tenants WHERE id = ?", [tenant_id]
             ).fetchone()
         return row[0] if row else None
+
+
+def processes_naming(folder: Path) -> list[int]:
+    """Return the ids of processes whose command line contains ``folder``."""
+    needle = str(folder).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            command_line = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in command_line:
+            found.append(int(entry.name))
+    return found
 
 
 async def http_ok(session: aiohttp.ClientSession, url: str) -> bool:
@@ -458,12 +501,12 @@ def write_json(path: str | None, result: dict[str, Any]) -> None:
 # /health poll of the tenant's port, the others from the tenant's events.
 PHASES = (
     ("admin API request to 'created' event", "request", "created"),
-    ("task start and port choice", "created", "create_step"),
+    ("task start, 'starting' route, port choice", "created", "create_step"),
     ("image check, volume, network, container", "create_step", "start_step"),
     ("container start", "start_step", "wait_step"),
     ("server boot until /health returns 200", "wait_step", "healthy"),
     ("daemon's next /health poll, GET /info", "healthy", "health_seen"),
-    ("PUT /activate, route, status write", "health_seen", "available"),
+    ("PUT /activate, route and its probe", "health_seen", "available"),
     ("client sees 'available'", "available", "seen"),
 )
 

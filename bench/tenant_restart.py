@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 import statistics
 import sys
 import time
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
+import aiohttp
 import docker
 
 from tenant_provisioning import (
+    BASE_DOMAIN,
     BenchDaemon,
     BenchError,
     POLL_SECONDS,
@@ -42,9 +45,15 @@ from tenant_provisioning import (
 from zenpro_local.images.builder import default_image
 from zenpro_local.runtime.base import LABEL_DAEMON, LABEL_TENANT
 
-# Log lines of the daemon that mark the start of serve and the open socket.
-_STARTING_LINE = "Starting zenpro-local"
-_LISTENING_LINE = "Admin API listening"
+# Steps of a daemon start, each ending at the first log line (after the
+# start) that contains its marker. The last step ends when /health is 200.
+START_STEPS = (
+    ("interpreter, imports, settings", "Starting zenpro-local"),
+    ("state database, runtime, Caddy launch", "Started Caddy"),
+    ("Caddy ready, its routes loaded", "Proxy ready"),
+    ("first reconcile pass", "Admin API listening"),
+    ("socket open to /health returning 200", None),
+)
 
 
 class ContainerState(NamedTuple):
@@ -96,46 +105,146 @@ def changed_containers(
     return changes
 
 
-def log_time(daemon: BenchDaemon, marker: str) -> float | None:
-    """Return the epoch time of the last log line containing ``marker``."""
-    found = None
-    for line in daemon.log_path.read_text(errors="replace").splitlines():
-        if marker in line:
-            found = line[:23]
-    if found is None:
+def start_steps(daemon: BenchDaemon, healthy_at: float) -> dict[str, float | None]:
+    """Return the seconds of each of ``START_STEPS`` in the daemon's last start.
+
+    The log has millisecond timestamps. A step whose line is missing is None,
+    and so is the step after it.
+    """
+    lines = daemon.log_path.read_text(errors="replace").splitlines()
+    durations: dict[str, float | None] = {}
+    previous: float | None = daemon.started_at
+    for label, marker in START_STEPS:
+        end = (
+            healthy_at if marker is None else log_time(lines, marker, daemon.started_at)
+        )
+        if previous is None or end is None:
+            durations[label] = None
+        else:
+            durations[label] = end - previous
+        previous = end
+    return durations
+
+
+def log_time(lines: list[str], marker: str, after: float) -> float | None:
+    """Return the epoch time of the first line after ``after`` with ``marker``."""
+    for line in lines:
+        if marker not in line:
+            continue
+        when = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        # Log times are cut to milliseconds, so allow for that much.
+        if when >= after - 0.001:
+            return when
+    return None
+
+
+class HttpsWatch:
+    """Polls one tenant's ``/health`` through Caddy, as its users reach it.
+
+    Connects to 127.0.0.1 with the tenant's host name for SNI and the Host
+    header, so no name resolution is involved, and trusts the daemon's CA.
+    """
+
+    def __init__(self, daemon: BenchDaemon, tenant_name: str, ca_pem: str):
+        self.host = f"{tenant_name}.{BASE_DOMAIN}"
+        self.url = f"https://127.0.0.1:{daemon.https_port}/health"
+        self.ssl_context = ssl.create_default_context(cadata=ca_pem)
+        #: ``(epoch time, succeeded)`` of every request, in order.
+        self.results: list[tuple[float, bool]] = []
+        self._task: asyncio.Task | None = None
+
+    async def check(self, session: aiohttp.ClientSession) -> bool:
+        try:
+            async with session.get(
+                self.url,
+                headers={"Host": self.host},
+                server_hostname=self.host,
+                ssl=self.ssl_context,
+            ) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return False
+
+    async def _poll(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=2)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                succeeded = await self.check(session)
+                self.results.append((time.time(), succeeded))
+                await asyncio.sleep(POLL_SECONDS / 2)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._poll())
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    def succeeded_after(self, moment: float) -> float | None:
+        """Return the time of the first success after ``moment``, if any."""
+        for when, succeeded in self.results:
+            if when > moment and succeeded:
+                return when
         return None
-    return datetime.strptime(found, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+    def longest_outage(self) -> float:
+        """Return the longest time between two successes around failures."""
+        longest = 0.0
+        last_success = None
+        failed_since = False
+        for when, succeeded in self.results:
+            if not succeeded:
+                failed_since = True
+            elif last_success is not None and failed_since:
+                longest = max(longest, when - last_success)
+            if succeeded:
+                last_success = when
+                failed_since = False
+        return longest
 
 
-async def restart_once(daemon: BenchDaemon) -> dict[str, Any]:
+async def wait_https(watch: HttpsWatch, moment: float, timeout: float = 60.0) -> float:
+    """Wait until the watch succeeds after ``moment``; return that time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = watch.succeeded_after(moment)
+        if found is not None:
+            return found
+        await asyncio.sleep(POLL_SECONDS)
+    raise BenchError(f"timed out waiting for {watch.host} through Caddy")
+
+
+async def restart_once(daemon: BenchDaemon, watch: HttpsWatch) -> dict[str, Any]:
     """Stop the daemon with SIGTERM, start it, and time each part."""
-    stop_seconds = daemon.terminate()
-    ready = await daemon.start()
-    healthy_at = time.time()
-    rows = await daemon.list_tenants()
-    listed = time.time() - daemon.started_at
+    watch.results.clear()
+    watch.start()
+    try:
+        await wait_https(watch, 0.0)
+        stop_seconds = await daemon.terminate()
+        ready = await daemon.start()
+        healthy_at = time.time()
+        rows = await daemon.list_tenants()
+        listed = time.time() - daemon.started_at
+        https_back = await wait_https(watch, daemon.started_at)
+    finally:
+        await watch.stop()
     ready_rows = [
         row for row in rows if row["status"] == "available" and not row["operation"]
     ]
 
-    starting = log_time(daemon, _STARTING_LINE)
-    listening = log_time(daemon, _LISTENING_LINE)
     return {
         "stop": stop_seconds,
         "ready": ready,
         "listed": listed,
         "available_at_first_list": len(ready_rows),
         "tenants": len(rows),
-        # The log has millisecond timestamps.
-        "to_starting_line": starting - daemon.started_at if starting else None,
-        "starting_to_listening": (
-            listening - starting if starting and listening else None
-        ),
-        "listening_to_health": healthy_at - listening if listening else None,
+        "steps": start_steps(daemon, healthy_at),
+        "https_after_start": https_back - daemon.started_at,
+        "https_outage": watch.longest_outage(),
     }
 
 
-async def watch(daemon: BenchDaemon, seconds: float) -> list[str]:
+async def watch_tenants(daemon: BenchDaemon, seconds: float) -> list[str]:
     """Poll the tenants list for ``seconds``; return each drop from available."""
     drops = []
     deadline = time.monotonic() + seconds
@@ -162,7 +271,7 @@ async def empty_restart(daemon: BenchDaemon, restarts: int) -> list[float]:
     await daemon.start()
     figures = []
     for _ in range(restarts):
-        daemon.terminate()
+        await daemon.terminate()
         figures.append(await daemon.start())
     return figures
 
@@ -192,21 +301,23 @@ async def run_restart(args: argparse.Namespace) -> dict[str, Any]:
             create_walls.append(wall_time(samples))
             print(f"  created {len(names)} tenants at once in {create_walls[-1]:.1f} s")
 
+        https_watch = HttpsWatch(daemon, "r0", await daemon.ca_pem())
         before = await asyncio.to_thread(container_states, run.client, daemon)
         if len(before) != args.tenants:
             raise BenchError(f"expected {args.tenants} containers, found {len(before)}")
         restarts = []
         for index in range(args.restarts):
             since = datetime.now(timezone.utc).isoformat()
-            figures = await restart_once(daemon)
-            figures["drops"] = await watch(daemon, args.watch)
+            figures = await restart_once(daemon, https_watch)
+            figures["drops"] = await watch_tenants(daemon, args.watch)
             figures["repairs"] = await repair_events(daemon, since)
             after = await asyncio.to_thread(container_states, run.client, daemon)
             figures["changed"] = changed_containers(before, after)
             print(
                 f"  restart {index + 1}: stop {figures['stop']:.2f} s, /health "
                 f"{figures['ready']:.2f} s, {figures['available_at_first_list']}/"
-                f"{figures['tenants']} available at first list, "
+                f"{figures['tenants']} available at first list, HTTPS through "
+                f"Caddy down {figures['https_outage']:.2f} s, "
                 f"{len(figures['changed'])} containers changed"
             )
             restarts.append(figures)
@@ -253,14 +364,20 @@ def report_restart(
         f"s; every tenant available in it: {all_listed}"
     )
     print(f"  SIGTERM to exit: median {median_of(restarts, 'stop'):.2f} s")
+    back = median_of(restarts, "https_after_start")
+    outage = median_of(restarts, "https_outage")
+    print(
+        f"  a tenant's /health through Caddy, medians: back {back:.2f} s after "
+        f"the start, down for {outage:.2f} s"
+    )
     print("  where the start goes (medians, from the daemon's log):")
-    for label, key in (
-        ("interpreter, imports, settings", "to_starting_line"),
-        ("state, runtime, first reconcile pass", "starting_to_listening"),
-        ("socket open to /health returning 200", "listening_to_health"),
-    ):
-        value = median_of(restarts, key)
-        figure = "n/a" if value is None else f"{value:.3f} s"
+    for label, _ in START_STEPS:
+        values = [
+            figures["steps"][label]
+            for figures in restarts
+            if figures["steps"][label] is not None
+        ]
+        figure = f"{statistics.median(values):.3f} s" if values else "n/a"
         print(f"    {label:<38} {figure}")
     print(f"  containers restarted or replaced: {changed} (goal 0)")
     print(f"  repair or failure events: {repairs}")
