@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 NAME_RULE = (
     "must be a DNS label: 1 to 63 characters of a-z, 0-9 and '-', not "
@@ -36,8 +36,22 @@ def _check_username(value: str) -> str:
     return value
 
 
-DnsLabel = Annotated[str, AfterValidator(_check_dns_label)]
-Username = Annotated[str, AfterValidator(_check_username)]
+# The validators give the error messages; the JSON Schema patterns only tell
+# clients (and the OpenAPI document's readers) the same rule.
+DnsLabel = Annotated[
+    str,
+    AfterValidator(_check_dns_label),
+    WithJsonSchema(
+        {"type": "string", "pattern": f"^{_DNS_LABEL.pattern}$", "maxLength": 63}
+    ),
+]
+Username = Annotated[
+    str,
+    AfterValidator(_check_username),
+    WithJsonSchema(
+        {"type": "string", "pattern": f"^{_USERNAME.pattern}$", "maxLength": 64}
+    ),
+]
 Description = Annotated[str, Field(max_length=1000)]
 # ASCII digits only: "\d" would also accept other scripts' digits.
 ZenmlVersion = Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")]

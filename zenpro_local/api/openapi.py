@@ -103,6 +103,13 @@ def _schema_name(model: type) -> str:
 # Every operation that needs an API key may return these: 401 for missing or
 # invalid credentials, 429 once an address has failed too often.
 _AUTHENTICATION_ERRORS = (401, 429)
+# aiohttp rejects a request it cannot parse before any handler runs, with a
+# text/plain 400: a request line or header over 8190 bytes, or too many
+# headers (aiohttp 3.14's defaults).
+_PARSER_ERROR_DESCRIPTION = (
+    "Error. A request the HTTP parser rejects (a request line or header over "
+    "8190 bytes, too many headers) gets a text/plain 400."
+)
 _RETRY_AFTER = {
     "description": "Seconds until the address may try to authenticate again.",
     "schema": {"type": "integer", "minimum": 1},
@@ -123,6 +130,9 @@ def _operation_object(operation: Operation) -> dict:
         }
     if "429" in responses:
         responses["429"]["headers"] = {"Retry-After": _RETRY_AFTER}
+    bad_request = responses.setdefault("400", {"description": "", "content": {}})
+    bad_request["description"] = _PARSER_ERROR_DESCRIPTION
+    bad_request["content"]["text/plain"] = {"schema": {"type": "string"}}
     document = {
         "summary": operation.summary,
         "operationId": operation.handler.__name__,

@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from zenpro_local.api.errors import ApiError
+from zenpro_local.api.routing import MAX_LIMIT, MAX_OFFSET
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -67,7 +68,7 @@ def query_int(
 ) -> int:
     """Return the integer query parameter ``name``, checked against its range."""
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -86,7 +87,7 @@ def query_int(
 
 def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     lowered = raw.lower()
     if lowered in ("true", "1", "yes"):
@@ -98,8 +99,8 @@ def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
 
 def pagination(request: web.Request) -> tuple[int, int]:
     """Return ``(offset, limit)`` from the query string."""
-    offset = query_int(request, "offset", 0, 0, 2**31)
-    limit = query_int(request, "limit", 50, 1, 1000)
+    offset = query_int(request, "offset", 0, 0, MAX_OFFSET)
+    limit = query_int(request, "limit", 50, 1, MAX_LIMIT)
     return offset, limit
 
 

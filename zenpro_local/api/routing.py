@@ -49,15 +49,25 @@ class Operation:
 
 OPERATIONS: list[Operation] = []
 
+MAX_OFFSET = 2**31
+MAX_LIMIT = 1000
+
 PAGINATION = (
-    QueryParam("offset", "integer", "Number of items to skip.", default=0, minimum=0),
+    QueryParam(
+        "offset",
+        "integer",
+        "Number of items to skip.",
+        default=0,
+        minimum=0,
+        maximum=MAX_OFFSET,
+    ),
     QueryParam(
         "limit",
         "integer",
         "Largest number of items to return.",
         default=50,
         minimum=1,
-        maximum=1000,
+        maximum=MAX_LIMIT,
     ),
 )
 
