@@ -271,6 +271,26 @@ def allowed(
     return any(matches(permission, resource, action) for permission in permissions)
 
 
+def allowed_on_resource(
+    principal: Principal,
+    resource: str,
+    action: str,
+    organization_id: str,
+    tenant_id: str,
+    shared_actions: Iterable[str] = (),
+) -> bool:
+    """Decide an action on one ZenML resource inside a tenant.
+
+    The principal's roles decide first; ``shared_actions`` are the actions
+    that shares of this one resource give the principal or its teams.
+    Creators keep their rights on what they created without asking: the
+    tenant server checks ownership itself before it asks the daemon.
+    """
+    if allowed(principal, resource, action, organization_id, tenant_id):
+        return True
+    return action in shared_actions
+
+
 def may_grant(
     principal: Principal,
     role_permissions: Iterable[str],

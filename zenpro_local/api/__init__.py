@@ -21,12 +21,27 @@ from zenpro_local.api.context import CONTEXT, Context
 from zenpro_local.api.errors import error_middleware
 from zenpro_local.api.ratelimit import AUTH_LIMITER, AuthFailureLimiter
 from zenpro_local.api.routing import add_routes
+from zenpro_local.management_plane import routing as management_plane
+from zenpro_local.management_plane import (  # noqa: F401
+    console,
+    device,
+    entitlements,
+    oauth,
+    rbac,
+    usage,
+    users as mp_users,
+    workspaces,
+)
 
 
 def create_app(context: Context) -> web.Application:
     """Return the admin API application for ``context``."""
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[
+            error_middleware,
+            auth_middleware,
+            management_plane.dispatch_middleware,
+        ],
         client_max_size=context.settings["max_body_size"],
     )
     app[CONTEXT] = context

@@ -245,10 +245,19 @@ class RoleAssignment(Response):
 DesiredState = Literal["available", "deactivated"]
 
 
+AuthMode = Literal["local", "organization"]
+
+
 class TenantCreate(Request):
     name: DnsLabel
     description: Description = ""
     zenml_version: ZenmlVersion | None = None
+    auth_mode: AuthMode | None = Field(
+        default=None,
+        description="'organization': the daemon's users and roles govern the "
+        "tenant; 'local': the tenant's ZenML server keeps its own users. "
+        "Default: local.",
+    )
 
 
 class TenantUpdate(Request):
@@ -267,6 +276,7 @@ class Tenant(Response):
     desired_state: str
     operation: str | None
     zenml_version: str
+    auth_mode: str
     url: str
     runtime: str
     created: str

@@ -66,6 +66,7 @@ async def create_tenant(request: web.Request) -> web.Response:
         description=body.description,
         zenml_version=body.zenml_version,
         actor_id=principal(request).user_id,
+        auth_mode=body.auth_mode,
     )
     return _accepted(request, row)
 

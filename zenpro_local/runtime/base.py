@@ -80,6 +80,9 @@ class TenantSpec:
     cpu_limit: float = 1.0
     pids_limit: int = 512
     extra_hosts: dict[str, str] = field(default_factory=dict)
+    # Host file -> path inside the container, mounted read-only; the process
+    # runtime ignores it because its servers read host paths directly.
+    mounts: dict[str, str] = field(default_factory=dict)
 
     def config_hash(self) -> str:
         """Return a short digest of the configuration, stable across runs."""
@@ -93,6 +96,8 @@ class TenantSpec:
             "pids_limit": self.pids_limit,
             "extra_hosts": dict(sorted(self.extra_hosts.items())),
         }
+        if self.mounts:
+            payload["mounts"] = dict(sorted(self.mounts.items()))
         encoded = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha256(encoded).hexdigest()[:16]
 

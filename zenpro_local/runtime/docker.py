@@ -529,7 +529,11 @@ class DockerRuntime(TenantRuntime):
                 labels=labels,
                 environment=environment,
                 volumes={
-                    resource_name(spec.tenant_id): {"bind": DATA_PATH, "mode": "rw"}
+                    resource_name(spec.tenant_id): {"bind": DATA_PATH, "mode": "rw"},
+                    **{
+                        host: {"bind": target, "mode": "ro"}
+                        for host, target in spec.mounts.items()
+                    },
                 },
                 network=resource_name(spec.tenant_id),
                 ports={f"{SERVER_PORT}/tcp": ("127.0.0.1", spec.port)},

@@ -149,8 +149,64 @@ CREATE INDEX events_tenant ON events(tenant_id, id);
 CREATE INDEX events_organization ON events(organization_id, id);
 """
 
+# The management plane that tenant servers in organization mode call.
+# Tokens and client secrets are stored as SHA-256 hashes only. A share
+# gives one user or team actions on one resource inside one tenant; a
+# tenant login records which API key, if any, a user last signed in to
+# the tenant with, so revoking that key ends the tenant session too.
+V3_MANAGEMENT_PLANE = """
+ALTER TABLE tenants ADD COLUMN client_secret_hash TEXT;
+
+CREATE TABLE mp_tokens (
+    id TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('user', 'tenant')),
+    user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+    tenant_id TEXT REFERENCES tenants(id) ON DELETE CASCADE,
+    api_key_id TEXT REFERENCES api_keys(id) ON DELETE CASCADE,
+    created TEXT NOT NULL,
+    expires TEXT NOT NULL
+);
+CREATE INDEX mp_tokens_user ON mp_tokens(user_id);
+
+CREATE TABLE device_authorizations (
+    id TEXT PRIMARY KEY,
+    device_code_hash TEXT NOT NULL UNIQUE,
+    user_code TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL
+        CHECK (status IN ('pending', 'approved', 'denied', 'used')),
+    user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+    tenant_id TEXT REFERENCES tenants(id) ON DELETE CASCADE,
+    created TEXT NOT NULL,
+    expires TEXT NOT NULL
+);
+
+CREATE TABLE resource_shares (
+    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    resource TEXT NOT NULL,
+    resource_type TEXT NOT NULL,
+    user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+    team_id TEXT REFERENCES teams(id) ON DELETE CASCADE,
+    actions TEXT NOT NULL DEFAULT '[]',
+    shared_by TEXT,
+    created TEXT NOT NULL,
+    CHECK ((user_id IS NULL) != (team_id IS NULL))
+);
+CREATE UNIQUE INDEX resource_shares_unique ON resource_shares(
+    tenant_id, resource, coalesce(user_id, ''), coalesce(team_id, '')
+);
+
+CREATE TABLE tenant_logins (
+    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    api_key_id TEXT,
+    updated TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, user_id)
+);
+"""
+
 # Each entry is one SQL script; entry N-1 takes the schema to version N.
-MIGRATIONS: tuple[str, ...] = (V1_INITIAL,)
+MIGRATIONS: tuple[str, ...] = (V1_INITIAL, V3_MANAGEMENT_PLANE)
 
 LATEST_VERSION = len(MIGRATIONS)
 

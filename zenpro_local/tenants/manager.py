@@ -20,6 +20,7 @@ was under way.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import sqlite3
@@ -32,6 +33,7 @@ import aiohttp
 from zenpro_local.api.errors import ApiError, conflict
 from zenpro_local.authz import Principal, allowed
 from zenpro_local.config import Settings
+from zenpro_local.management_plane import urls
 from zenpro_local.runtime import (
     InstanceState,
     StopTimeouts,
@@ -51,6 +53,14 @@ TRANSIENT_STATUSES = ("pending", "provisioning", "deactivating", "deleting")
 ADMIN_USERNAME = "zenpro-admin"
 # Host name labels the daemon serves itself (admin.<base_domain>).
 RESERVED_NAMES = ("admin",)
+
+AUTH_MODES = ("local", "organization")
+# Auth mode of new tenants when the request names none.
+DEFAULT_AUTH_MODE = "local"
+# OAuth audience that tenant servers send with their client credentials.
+OAUTH2_AUDIENCE = "zenpro-local"
+# Where a tenant container finds the daemon's CA certificate.
+CONTAINER_CA_FILE = "/etc/zenpro-local/ca.pem"
 
 # Operations a stop may interrupt: "stop is allowed while a start is pending".
 _INTERRUPTIBLE = ("provision", "reactivate")
@@ -124,6 +134,7 @@ class TenantManager:
             "desired_state": row["desired_state"],
             "operation": row["operation"],
             "zenml_version": row["zenml_version"],
+            "auth_mode": row["auth_mode"],
             "url": self.url(row["name"]),
             "runtime": row["runtime"],
             "created": row["created"],
@@ -190,8 +201,13 @@ class TenantManager:
         description: str,
         zenml_version: str | None,
         actor_id: str,
+        auth_mode: str | None = None,
     ) -> dict:
         """Record a new tenant as ``pending`` and start provisioning it.
+
+        ``auth_mode`` is ``local`` (the server keeps its own users) or
+        ``organization`` (the daemon is its management plane); None means
+        :data:`DEFAULT_AUTH_MODE`.
 
         Raises:
             ApiError: 409 when the name is taken by a tenant that is not
@@ -205,6 +221,7 @@ class TenantManager:
                 field="name",
             )
         now = utcnow()
+        tenant_secrets = _new_tenant_secrets()
         row = {
             "id": new_id(),
             "organization_id": organization_id,
@@ -217,8 +234,9 @@ class TenantManager:
             "zenml_version": zenml_version or self.settings["tenants.zenml_version"],
             "runtime": self.runtime.kind if self.runtime else "",
             "port": None,
-            "auth_mode": "local",
-            "secrets": self.secretbox.seal(_new_tenant_secrets()),
+            "auth_mode": auth_mode or DEFAULT_AUTH_MODE,
+            "secrets": self.secretbox.seal(tenant_secrets),
+            "client_secret_hash": _hash_secret(tenant_secrets["client_secret"]),
             "created": now,
             "updated": now,
             "deleted": None,
@@ -477,7 +495,12 @@ class TenantManager:
             raise OperationFailed(f"{error}; last log lines:\n{last_lines}") from None
 
     async def _configure(self, row: dict) -> None:
-        """Activate a fresh local-auth server with the daemon's admin user."""
+        """Activate a fresh local-auth server with the daemon's admin user.
+
+        A server in organization mode has no local users to activate.
+        """
+        if row["auth_mode"] == "organization":
+            return
         base_url = self._base_url(row)
         try:
             info = await zenml_api.server_info(self.session, base_url)
@@ -571,6 +594,24 @@ class TenantManager:
         """Return the runtime spec of a tenant row; it contains secrets."""
         values = self.secretbox.open(row["secrets"])
         version = row["zenml_version"]
+        environment = {
+            "ZENML_SERVER_JWT_SECRET_KEY": values["jwt_secret"],
+            "ZENML_LOGGING_COLORS_DISABLED": "true",
+        }
+        mounts: dict[str, str] = {}
+        extra_hosts: dict[str, str] = {}
+        if row["auth_mode"] == "organization":
+            environment.update(self._organization_environment(row, values))
+            ca_file = str(self.settings.data_dir / "tls" / "ca.crt")
+            if self.runtime is not None and self.runtime.kind == "docker":
+                # The container reaches Caddy on the host through the
+                # bridge gateway, and reads the CA from a read-only mount.
+                mounts[ca_file] = CONTAINER_CA_FILE
+                ca_file = CONTAINER_CA_FILE
+                extra_hosts[urls.admin_url(self.settings).split("//")[1].split(":")[0]] = (
+                    "host-gateway"
+                )
+            environment["REQUESTS_CA_BUNDLE"] = ca_file
         return TenantSpec(
             tenant_id=row["id"],
             organization_id=row["organization_id"],
@@ -578,14 +619,63 @@ class TenantManager:
             zenml_version=version,
             port=row["port"],
             image=self.settings["tenants.image"].format(version=version),
-            environment={
-                "ZENML_SERVER_JWT_SECRET_KEY": values["jwt_secret"],
-                "ZENML_LOGGING_COLORS_DISABLED": "true",
-            },
+            environment=environment,
+            extra_hosts=extra_hosts,
+            mounts=mounts,
             memory_limit_mb=row["memory_limit"] or self.settings["tenants.memory_limit"],
             cpu_limit=row["cpu_limit"] or self.settings["tenants.cpu_limit"],
             pids_limit=self.settings["tenants.pids_limit"],
         )
+
+    def _organization_environment(self, row: dict, values: dict) -> dict[str, str]:
+        """Return the variables that put a ZenML server in organization mode."""
+        organization = self.store.query_one(
+            "SELECT name FROM organizations WHERE id = ?", [row["organization_id"]]
+        )
+        return {
+            "ZENML_SERVER_DEPLOYMENT_TYPE": "cloud",
+            "ZENML_SERVER_URL": self.url(row["name"]),
+            "ZENML_SERVER_PRO_API_URL": urls.api_url(self.settings),
+            "ZENML_SERVER_PRO_DASHBOARD_URL": urls.console_url(self.settings),
+            "ZENML_SERVER_PRO_OAUTH2_CLIENT_SECRET": values["client_secret"],
+            "ZENML_SERVER_PRO_OAUTH2_AUDIENCE": OAUTH2_AUDIENCE,
+            "ZENML_SERVER_PRO_ORGANIZATION_ID": row["organization_id"],
+            "ZENML_SERVER_PRO_ORGANIZATION_NAME": organization["name"],
+            "ZENML_SERVER_PRO_WORKSPACE_ID": row["id"],
+            "ZENML_SERVER_PRO_WORKSPACE_NAME": row["name"],
+        }
+
+    async def set_auth_mode(self, row: dict, auth_mode: str, *, actor_id: str) -> dict:
+        """Switch the tenant between ``local`` and ``organization`` auth.
+
+        The server restarts with the new environment and keeps its data.
+        Users of the other mode lose access: local users cannot sign in to
+        an organization tenant, and organization users have no local
+        account on a local one.
+
+        Raises:
+            ApiError: 409 when busy or not available.
+        """
+        if auth_mode == row["auth_mode"]:
+            return row
+        if row["desired_state"] != "available":
+            raise conflict(
+                f"tenant {row['name']!r} is deactivated: reactivate it first"
+            )
+        await self._begin(row, "restart", actor_id)
+        values = self.secretbox.open(row["secrets"])
+        if "client_secret" not in values:
+            values["client_secret"] = secrets.token_urlsafe(32)
+        self._write(
+            row["id"],
+            auth_mode=auth_mode,
+            secrets=self.secretbox.seal(values),
+            client_secret_hash=_hash_secret(values["client_secret"]),
+            status="provisioning",
+        )
+        self._event(row, "auth_mode", f"auth mode set to {auth_mode}", actor_id)
+        self._launch(row["id"], "restart", self._restart)
+        return self.get(row["id"])
 
     def _base_url(self, row: dict) -> str:
         return f"http://127.0.0.1:{row['port']}"
@@ -649,4 +739,10 @@ def _new_tenant_secrets() -> dict[str, str]:
     return {
         "jwt_secret": secrets.token_hex(32),
         "admin_password": secrets.token_urlsafe(24),
+        "client_secret": secrets.token_urlsafe(32),
     }
+
+
+def _hash_secret(secret: str) -> str:
+    """Return the stored form of a client secret (256 random bits: SHA-256)."""
+    return hashlib.sha256(secret.encode()).hexdigest()

@@ -1,0 +1,69 @@
+"""The stock zenml client logs in to an organization tenant and runs a pipeline.
+
+Everything goes through Caddy over HTTPS: the CLI to the tenant and to the
+management plane, and the tenant server to the management plane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.management_plane.conftest import Plane, add_member, zenml_cli
+
+PIPELINE = Path(__file__).parents[1] / "e2e" / "two_step_pipeline.py"
+
+
+async def test_api_key_login_runs_pipeline(plane: Plane, zenml_venv: Path, tmp_path: Path):
+    organization = await plane.admin("POST", "/api/v1/organizations", {"name": "acme"})
+    tenant = await plane.admin(
+        "POST",
+        f"/api/v1/organizations/{organization['id']}/tenants",
+        {"name": "alpha", "auth_mode": "organization"},
+    )
+    assert tenant["auth_mode"] == "organization"
+    ada = await add_member(
+        plane, organization["id"], "ada", "tenant-developer", tenant["id"]
+    )
+    tenant = await plane.wait_available(tenant["id"])
+
+    async with plane.session.get(
+        tenant["url"] + "/api/v1/info", ssl=plane.ssl_context()
+    ) as response:
+        info = await response.json()
+    assert info["deployment_type"] == "cloud"
+    assert info["pro_api_url"] == plane.api_url
+    assert info["id"] == tenant["id"]
+
+    workdir = tmp_path / "client"
+    workdir.mkdir()
+    login = await asyncio.to_thread(
+        zenml_cli,
+        zenml_venv / "bin" / "zenml",
+        plane,
+        workdir,
+        "login",
+        tenant["url"],
+        "--api-key",
+        stdin=ada.key + "\n",
+    )
+    assert login.returncode == 0, login.stdout[-3000:] + login.stderr[-3000:]
+
+    # Organization-mode servers create no default project.
+    project = await asyncio.to_thread(
+        zenml_cli,
+        zenml_venv / "bin" / "zenml",
+        plane,
+        workdir,
+        "project",
+        "register",
+        "default",
+        "--set",
+    )
+    assert project.returncode == 0, project.stdout[-3000:] + project.stderr[-3000:]
+
+    run = await asyncio.to_thread(
+        zenml_cli, zenml_venv / "bin" / "python", plane, workdir, str(PIPELINE)
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "RUN_ID=" in run.stdout
