@@ -20,6 +20,7 @@ from zenpro_local.api.auth import auth_middleware
 from zenpro_local.api.context import CONTEXT, Context
 from zenpro_local.api.errors import error_middleware
 from zenpro_local.api.ratelimit import AUTH_LIMITER, AuthFailureLimiter
+from zenpro_local.api.redaction import install as install_credential_filter
 from zenpro_local.api.routing import add_routes
 from zenpro_local.management_plane import routing as management_plane
 from zenpro_local.management_plane import (  # noqa: F401
@@ -48,6 +49,7 @@ def create_app(context: Context) -> web.Application:
     app[AUTH_LIMITER] = AuthFailureLimiter(
         context.settings["auth.max_failures"], context.settings["auth.failure_window"]
     )
+    install_credential_filter()
     add_routes(app)
     openapi.add_static(app)
     return app
