@@ -50,7 +50,10 @@ async def authorize_server(request: web.Request) -> web.Response:
         {
             "id": user["id"],
             "username": user["username"],
-            "email": user["email"] or None,
+            # ZenML 0.98.0 rejects a returning external user without an
+            # email, so users without one get an address under base_domain.
+            "email": user["email"]
+            or f"{user['username']}@{context(request).settings['base_domain']}",
             "name": user["full_name"] or user["username"],
             "is_superuser": bool(user["is_superuser"]),
             "is_service_account": False,
