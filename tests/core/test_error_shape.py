@@ -25,7 +25,7 @@ from tests.core.helpers import (
     running_daemon,
     state_snapshot,
 )
-from zenpro_local.api import models
+from zenpro_local.api import models, sessions
 from zenpro_local.api.routing import OPERATIONS, Operation
 
 PATH_PARAMETER = re.compile(r"{(\w+)}")
@@ -52,6 +52,7 @@ VALID_BODIES: dict[type, dict] = {
     models.RoleAssignmentCreate: {"role_id": "organization-viewer", "user_id": "x"},
     models.TenantCreate: {"name": "second-tenant"},
     models.TenantUpdate: {"description": "changed"},
+    sessions.SessionCreate: {"username": "walker", "password": "not-the-password"},
 }
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-# Importing the resource modules declares their routes.
+# Importing the resource modules and the dashboard declares their routes.
+from zenpro_local import dashboard  # noqa: F401
 from zenpro_local.api import (  # noqa: F401
     members,
     openapi,
     organizations,
     role_assignments,
     roles,
+    sessions,
     system,
     teams,
     tenants,

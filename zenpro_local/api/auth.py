@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from aiohttp import web
 
 from zenpro_local import credentials
+from zenpro_local.api import sessions
 from zenpro_local.api.context import context
 from zenpro_local.api.errors import ApiError, Handler
 from zenpro_local.api.ratelimit import AUTH_LIMITER, client_address
@@ -34,6 +35,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
 
     header = request.headers.get("Authorization", "")
+    session_token = request.cookies.get(sessions.COOKIE_NAME)
+    if not header and session_token:
+        request[PRINCIPAL] = _authenticate_session(request, session_token)
+        return await handler(request)
+
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise _unauthorized(
@@ -46,6 +52,24 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise limiter.failed(client_address(request), error) from None
     request[PRINCIPAL] = caller
     return await handler(request)
+
+
+def _authenticate_session(request: web.Request, token: str) -> Principal:
+    """Return the principal of the dashboard session ``token``.
+
+    Session tokens are 256-bit random values, and an expired one is sent by
+    every open dashboard tab, so failures here are not rate limited.
+
+    Raises:
+        ApiError: 401 for an invalid session, 403 for a state-changing
+            request without the session's CSRF token.
+    """
+    caller = sessions.authenticate_session(context(request).store, token)
+    if request.method not in sessions.SAFE_METHODS:
+        sent = request.headers.get(sessions.CSRF_HEADER, "")
+        if not sessions.csrf_matches(token, sent):
+            raise sessions.csrf_failed()
+    return caller
 
 
 def authenticate_api_key(store: Store, key: str) -> Principal:

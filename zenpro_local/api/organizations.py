@@ -6,18 +6,29 @@ import logging
 import sqlite3
 
 from aiohttp import web
+from pydantic import Field
 
+from zenpro_local import authz
 from zenpro_local.api import access, models
 from zenpro_local.api.auth import principal
 from zenpro_local.api.context import context
-from zenpro_local.api.errors import ApiError, conflict
+from zenpro_local.api.errors import ApiError, conflict, not_found
 from zenpro_local.api.requests import page, pagination, read_body
-from zenpro_local.api.routing import PAGINATION, route
+from zenpro_local.api.routing import PAGINATION, QueryParam, route
 from zenpro_local.store import new_id, utcnow
 
 logger = logging.getLogger(__name__)
 
 TAG = "organizations"
+
+
+class CallerPermissions(models.Response):
+    organization_id: str
+    tenant_id: str | None
+    is_superuser: bool
+    allowed: list[str] = Field(
+        description="resource:action pairs the caller holds, e.g. tenant:create."
+    )
 
 
 def serialize(row: dict) -> dict:
@@ -198,3 +209,38 @@ async def delete_organization(request: web.Request) -> web.Response:
         )
     logger.info("Organization %s (%s) deleted", organization_id, row["name"])
     return web.Response(status=204)
+
+
+@route(
+    "GET",
+    "/api/v1/organizations/{organization_id}/permissions",
+    summary="List what the caller may do in the organization or one of its "
+    "tenants, as resource:action pairs of the daemon's resource types",
+    tag=TAG,
+    response=CallerPermissions,
+    query=(QueryParam("tenant_id", "string", "Ask about this tenant."),),
+    errors=(401, 404),
+)
+async def list_caller_permissions(request: web.Request) -> web.Response:
+    organization_id = request.match_info["organization_id"]
+    access.organization(request, organization_id)
+    tenant_id = request.query.get("tenant_id") or None
+    if tenant_id is not None:
+        tenant = access.tenant(request, tenant_id)
+        if tenant["organization_id"] != organization_id:
+            raise not_found("tenant", tenant_id)
+    caller = principal(request)
+    granted = [
+        f"{resource}:{action}"
+        for resource in authz.DAEMON_RESOURCES
+        for action in authz.DAEMON_ACTIONS
+        if authz.allowed(caller, resource, action, organization_id, tenant_id)
+    ]
+    return web.json_response(
+        {
+            "organization_id": organization_id,
+            "tenant_id": tenant_id,
+            "is_superuser": caller.is_superuser,
+            "allowed": granted,
+        }
+    )

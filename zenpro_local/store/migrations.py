@@ -149,6 +149,21 @@ CREATE INDEX events_tenant ON events(tenant_id, id);
 CREATE INDEX events_organization ON events(organization_id, id);
 """
 
+# Dashboard sign-ins. Only a SHA-256 hash of the session token is stored,
+# so a copy of the database does not sign anyone in. A session opened with
+# an API key ends when that key is revoked or deleted.
+V2_SESSIONS = """
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    api_key_id TEXT REFERENCES api_keys(id) ON DELETE CASCADE,
+    created TEXT NOT NULL,
+    expires TEXT NOT NULL
+);
+CREATE INDEX sessions_user ON sessions(user_id);
+"""
+
 # The management plane that tenant servers in organization mode call.
 # Tokens and client secrets are stored as SHA-256 hashes only. A share
 # gives one user or team actions on one resource inside one tenant; a
@@ -206,7 +221,7 @@ CREATE TABLE tenant_logins (
 """
 
 # Each entry is one SQL script; entry N-1 takes the schema to version N.
-MIGRATIONS: tuple[str, ...] = (V1_INITIAL, V3_MANAGEMENT_PLANE)
+MIGRATIONS: tuple[str, ...] = (V1_INITIAL, V2_SESSIONS, V3_MANAGEMENT_PLANE)
 
 LATEST_VERSION = len(MIGRATIONS)
 

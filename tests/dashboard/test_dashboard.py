@@ -1,0 +1,244 @@
+"""The dashboard in a real headless Chromium, against a real daemon and tenant.
+
+Each page is saved as a screenshot at laptop and phone widths under
+``test-artifacts/dashboard/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as wait_for
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.dashboard.conftest import LAPTOP, PHONE, screenshot, set_width
+from tests.e2e.test_pipeline_on_tenant import run_pipeline
+
+TENANT_TIMEOUT = 300
+PAGE_TIMEOUT = 20
+PASSWORD = "correct-horse-battery"
+
+
+def find(driver, css: str, timeout: float = PAGE_TIMEOUT):
+    return WebDriverWait(driver, timeout).until(
+        wait_for.visibility_of_element_located((By.CSS_SELECTOR, css))
+    )
+
+
+def load(driver, url: str, attempts: int = 5) -> None:
+    """Open ``url``, again if Chromium reports a network change meanwhile.
+
+    Docker creating or removing interfaces for other containers on this
+    machine makes Chromium abort loads with ERR_NETWORK_CHANGED.
+    """
+    for _ in range(attempts):
+        driver.get(url)
+        if driver.find_elements(By.CSS_SELECTOR, "#main"):
+            return
+        assert "ERR_NETWORK_CHANGED" in driver.page_source, driver.page_source[:500]
+    raise AssertionError(f"{url} did not load in {attempts} attempts")
+
+
+def sign_in(driver, url: str, username: str, password: str) -> None:
+    load(driver, url)
+    find(driver, "#username").send_keys(username)
+    driver.find_element(By.CSS_SELECTOR, "#password").send_keys(password + Keys.ENTER)
+    find(driver, "#who")
+    WebDriverWait(driver, PAGE_TIMEOUT).until(
+        lambda _: driver.find_element(By.CSS_SELECTOR, "#who").text == username
+    )
+
+
+def tenant_status(driver, name: str) -> str:
+    rows = driver.find_elements(By.CSS_SELECTOR, f'tr[data-tenant="{name}"] .status')
+    return rows[0].text if rows else ""
+
+
+def both_widths(driver, name: str) -> None:
+    set_width(driver, LAPTOP)
+    screenshot(driver, f"{name}-laptop")
+    set_width(driver, PHONE)
+    screenshot(driver, f"{name}-phone")
+    set_width(driver, LAPTOP)
+
+
+def fetch_status(driver, path: str, body: dict, csrf: bool) -> dict:
+    """Send a POST from the page's own session; return its status and error."""
+    return driver.execute_async_script(
+        """
+        const [path, body, withCsrf, done] = arguments;
+        const headers = {"Content-Type": "application/json"};
+        if (withCsrf) {
+          const session = await (await fetch("/api/v1/session")).json();
+          headers["X-CSRF-Token"] = session.csrf_token;
+        }
+        const response = await fetch(path, {
+          method: "POST", headers, body: JSON.stringify(body),
+        });
+        const data = await response.json();
+        done({status: response.status, code: data.error && data.error.code});
+        """,
+        path,
+        body,
+        csrf,
+    )
+
+
+async def test_admin_creates_tenant_and_connects(
+    dashboard_daemon, open_browser, ca_file: Path, zenml_venv: Path, tmp_path: Path
+):
+    daemon = dashboard_daemon
+    organization = await daemon.create_organization("acme")
+    ada = await daemon.create_user("ada", PASSWORD)
+    await daemon.add_member(organization["id"], ada["id"], "organization-admin")
+    driver = open_browser("ada")
+
+    load(driver, daemon.dashboard_url)
+    find(driver, "#username")
+    both_widths(driver, "sign-in")
+    sign_in(driver, daemon.dashboard_url, "ada", PASSWORD)
+    cookie = driver.get_cookie("zenpro_session")
+    assert cookie["httpOnly"] is True
+    assert cookie["secure"] is True
+    assert cookie["sameSite"] == "Strict"
+
+    # The dialog checks the name as it is typed, with the API's rule.
+    find(driver, "#new-tenant").click()
+    name_input = find(driver, "#tenant-name")
+    name_input.send_keys("Bad_Name")
+    create = driver.find_element(By.CSS_SELECTOR, "#create-tenant")
+    assert not create.is_enabled()
+    assert "DNS label" in driver.find_element(By.CSS_SELECTOR, "#tenant-name-error").text
+    screenshot(driver, "new-tenant-dialog-invalid")
+    name_input.send_keys(Keys.CONTROL, "a")
+    name_input.send_keys("alpha")
+    assert create.is_enabled()
+    assert driver.find_element(By.CSS_SELECTOR, "#tenant-name-error").text == ""
+    screenshot(driver, "new-tenant-dialog")
+
+    # A marker on the window shows the page is never reloaded meanwhile.
+    driver.execute_script("window.notReloaded = true")
+    create.click()
+    WebDriverWait(driver, PAGE_TIMEOUT).until(
+        lambda _: tenant_status(driver, "alpha") in ("pending", "provisioning")
+    )
+    both_widths(driver, "organization-provisioning")
+    WebDriverWait(driver, TENANT_TIMEOUT, poll_frequency=1).until(
+        lambda _: tenant_status(driver, "alpha") == "available"
+    )
+    assert driver.execute_script("return window.notReloaded") is True
+    both_widths(driver, "organization")
+
+    driver.find_element(By.LINK_TEXT, "alpha").click()
+    tenant_url = find(driver, "#tenant-url").text
+    assert tenant_url == f"https://alpha.zenml.localhost:{daemon.https_port}"
+    login = driver.find_element(By.CSS_SELECTOR, "#login-api-key").text
+    assert login == f"zenml login {tenant_url} --api-key"
+    docs = driver.find_element(By.CSS_SELECTOR, "#docs-link")
+    assert docs.get_attribute("href") == f"{tenant_url}/docs"
+    ca_link = driver.find_element(By.CSS_SELECTOR, "#ca-link")
+    assert ca_link.get_attribute("href").endswith("/api/v1/ca.pem")
+    WebDriverWait(driver, PAGE_TIMEOUT).until(
+        lambda _: driver.find_elements(By.CSS_SELECTOR, ".events li")
+    )
+
+    find(driver, "#create-api-key").click()
+    api_key = find(driver, "#api-key-value", timeout=60).text
+    assert api_key
+    both_widths(driver, "tenant-overview")
+
+    workdir = tmp_path / "client"
+    workdir.mkdir()
+    run_id = run_pipeline(
+        zenml_venv / "bin" / "python", tenant_url, api_key, ca_file, workdir
+    )
+    assert run_id
+
+    # Members and roles: a custom role, given on the tenant.
+    driver.find_element(By.CSS_SELECTOR, "#nav-members").click()
+    find(driver, "#role-name").send_keys("stack-reader")
+    driver.find_element(By.CSS_SELECTOR, 'input[name="resource"][value="stack"]').click()
+    driver.find_element(By.CSS_SELECTOR, 'input[name="action"][value="read"]').click()
+    driver.find_element(By.XPATH, "//button[text()='Create role']").click()
+    WebDriverWait(driver, PAGE_TIMEOUT).until(
+        lambda _: "stack-reader" in driver.find_element(By.ID, "assign-role").text
+    )
+    role_select = driver.find_element(By.ID, "assign-role")
+    for option in role_select.find_elements(By.TAG_NAME, "option"):
+        if option.text == "stack-reader":
+            option.click()
+    driver.find_element(By.XPATH, "//button[text()='Give role']").click()
+    WebDriverWait(driver, PAGE_TIMEOUT).until(
+        lambda _: "stack-reader"
+        in driver.find_element(By.CSS_SELECTOR, "#assignments-title + table").text
+    )
+    both_widths(driver, "members")
+
+    driver.find_element(By.CSS_SELECTOR, "#sign-out").click()
+    find(driver, "#username")
+    assert driver.get_cookie("zenpro_session") is None
+
+
+async def test_viewer_sees_no_create_and_cannot_forge(dashboard_daemon, open_browser):
+    daemon = dashboard_daemon
+    organization = await daemon.create_organization("acme")
+    await daemon.create_organization("globex")
+    vic = await daemon.create_user("vic", PASSWORD)
+    await daemon.add_member(organization["id"], vic["id"], "organization-viewer")
+    driver = open_browser("vic")
+
+    sign_in(driver, daemon.dashboard_url, "vic", PASSWORD)
+    find(driver, "h1")
+    assert driver.find_elements(By.CSS_SELECTOR, "#new-tenant") == []
+    assert not driver.find_element(By.CSS_SELECTOR, "#switcher").is_displayed()
+    both_widths(driver, "organization-viewer")
+
+    path = f"/api/v1/organizations/{organization['id']}/tenants"
+    forged = fetch_status(driver, path, {"name": "forged"}, csrf=False)
+    assert forged == {"status": 403, "code": "csrf_failed"}
+    with_token = fetch_status(driver, path, {"name": "forged"}, csrf=True)
+    assert with_token == {"status": 403, "code": "forbidden"}
+
+    listed = await daemon.call("GET", f"/api/v1/tenants?organization_id={organization['id']}")
+    assert listed.body["total"] == 0
+
+
+async def test_sign_in_rejects_wrong_password(dashboard_daemon, open_browser):
+    daemon = dashboard_daemon
+    await daemon.create_user("eve", PASSWORD)
+    driver = open_browser("eve")
+
+    load(driver, daemon.dashboard_url)
+    find(driver, "#username").send_keys("eve")
+    driver.find_element(By.CSS_SELECTOR, "#password").send_keys("wrong" + Keys.ENTER)
+    error = find(driver, ".signin .error")
+    WebDriverWait(driver, PAGE_TIMEOUT).until(lambda _: error.text)
+    assert "wrong username or password" in error.text
+    assert driver.get_cookie("zenpro_session") is None
+
+
+async def test_sign_in_with_api_key_and_keyboard(dashboard_daemon, open_browser):
+    daemon = dashboard_daemon
+    organization = await daemon.create_organization("acme")
+    driver = open_browser("admin")
+
+    load(driver, daemon.dashboard_url)
+    find(driver, "#username")
+    # Keyboard only: the tab list, then the key field, then Enter.
+    driver.find_element(By.CSS_SELECTOR, "#tab-api-key").send_keys(Keys.ENTER)
+    key_input = find(driver, "#api-key")
+    key_input.send_keys(daemon.admin_token + Keys.ENTER)
+    WebDriverWait(driver, PAGE_TIMEOUT).until(
+        lambda _: driver.find_element(By.CSS_SELECTOR, "#who").text == "admin"
+    )
+    heading = find(driver, "h1").text
+    assert heading == f"{organization['name']}: tenants"
+    new_tenant = find(driver, "#new-tenant")
+    new_tenant.send_keys(Keys.ENTER)
+    assert driver.switch_to.active_element.get_attribute("id") == "tenant-name"
+    driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    WebDriverWait(driver, PAGE_TIMEOUT).until(
+        lambda _: not driver.find_elements(By.CSS_SELECTOR, "dialog[open]")
+    )
