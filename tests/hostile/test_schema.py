@@ -12,7 +12,10 @@ operation and mode, 12 by default).
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.error
+import urllib.request
 
 import pytest
 import schemathesis
@@ -21,6 +24,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from zenpro_local.api.openapi import build_document
+from zenpro_local.api.routing import MAX_LIMIT, MAX_OFFSET
 
 # With about 50 operations, 12 examples each take 10 to 30 s on two cores.
 MAX_EXAMPLES = int(os.environ.get("ZENPRO_SCHEMA_EXAMPLES", "12"))
@@ -80,3 +84,41 @@ def test_operation_matches_schema(threaded_daemon, live_schema, method, path, mo
         if mode is GenerationMode.POSITIVE:
             raise
         pytest.skip("Schemathesis finds no way to make this request invalid")
+
+
+def _get(threaded_daemon, path: str) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        threaded_daemon.url + path,
+        headers={"Authorization": f"Bearer {threaded_daemon.admin_token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("offset=", "offset"),
+        ("limit=", "limit"),
+        ("include_deleted=", "include_deleted"),
+        (f"offset={MAX_OFFSET + 1}", "offset"),
+        (f"limit={MAX_LIMIT + 1}", "limit"),
+    ],
+)
+def test_invalid_query_value_rejected(threaded_daemon, query, field):
+    status, body = _get(threaded_daemon, f"/api/v1/tenants?{query}")
+
+    assert status == 422, body
+    assert body["error"]["field"] == field
+
+
+def test_documented_bounds_accepted(threaded_daemon):
+    status, body = _get(
+        threaded_daemon, f"/api/v1/tenants?offset={MAX_OFFSET}&limit={MAX_LIMIT}"
+    )
+
+    assert status == 200, body
+    assert body["offset"] == MAX_OFFSET
