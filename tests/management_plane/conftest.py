@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import ssl
 import subprocess
 import time
@@ -94,6 +95,7 @@ async def plane(tmp_path: Path, zenml_venv: Path) -> AsyncIterator[Plane]:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     listen_port, https_port = free_port(), free_port()
+    tenant_ports = random.randrange(30000, 60000, 10)
     settings = make_settings(
         data_dir,
         listen=f"127.0.0.1:{listen_port}",
@@ -102,6 +104,8 @@ async def plane(tmp_path: Path, zenml_venv: Path) -> AsyncIterator[Plane]:
         reconcile_interval=2,
         health_interval=1,
         tenants_stop_timeout=5,
+        # Ports of their own, away from other tests' daemons on this machine.
+        tenants_port_range=f"{tenant_ports}-{tenant_ports + 9}",
     )
     runtime = build_runtime("process", data_dir)
     server = TestServer(build_app(settings, runtime), host="127.0.0.1", port=listen_port)

@@ -67,3 +67,11 @@ async def test_api_key_login_runs_pipeline(plane: Plane, zenml_venv: Path, tmp_p
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "RUN_ID=" in run.stdout
+
+    # The CLI holds a tenant session token now; revoking the key it signed
+    # in with refuses that session on its next request.
+    await plane.admin("DELETE", f"/api/v1/users/{ada.id}/api_keys/{ada.key_id}")
+    listed = await asyncio.to_thread(
+        zenml_cli, zenml_venv / "bin" / "zenml", plane, workdir, "project", "register", "second"
+    )
+    assert listed.returncode != 0, listed.stdout[-3000:]
