@@ -408,6 +408,9 @@ class BenchRun:
 async def bench_run(keep_dir: bool = False) -> AsyncIterator[BenchRun]:
     """Yield a run whose daemons and Docker objects are removed on exit.
 
+    The data folders (daemon logs, state database) are removed too, unless
+    ``keep_dir`` is set or the run failed, so a failure can be read later.
+
     Raises:
         BenchError: Something this run created could not be removed.
     """
@@ -417,6 +420,9 @@ async def bench_run(keep_dir: bool = False) -> AsyncIterator[BenchRun]:
     run = BenchRun(secrets.token_hex(4), work_dir, client)
     try:
         yield run
+    except BaseException:
+        keep_dir = True
+        raise
     finally:
         failures: list[str] = []
         for daemon in run.daemons:
@@ -907,7 +913,8 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keep-dir",
         action="store_true",
-        help="Keep the temporary data folders (daemon logs, state database).",
+        help="Keep the temporary data folders (daemon logs, state database); "
+        "a failed run always keeps them.",
     )
 
 

@@ -285,7 +285,9 @@ async def run_restart(args: argparse.Namespace) -> dict[str, Any]:
     async with bench_run(args.keep_dir) as run:
         facts = machine_facts(run.client, image)
         print_facts(facts)
-        empty = await empty_restart(run.new_daemon(settings), args.restarts)
+        empty_daemon = run.new_daemon(settings)
+        empty = await empty_restart(empty_daemon, args.restarts)
+        await empty_daemon.close()
         print(f"  daemon with no tenants, start to /health: {seconds_list(empty)} s")
 
         daemon = run.new_daemon(settings)
