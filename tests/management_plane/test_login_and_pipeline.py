@@ -35,6 +35,17 @@ async def test_api_key_login_runs_pipeline(plane: Plane, zenml_venv: Path, tmp_p
     assert info["pro_api_url"] == plane.api_url
     assert info["id"] == tenant["id"]
 
+    # The tenant's root redirects to the daemon's landing page for it.
+    async with plane.session.get(
+        tenant["url"] + "/", ssl=plane.ssl_context(), allow_redirects=False
+    ) as response:
+        location = response.headers.get("Location", "")
+    assert location == plane.api_url + "/console/workspaces/alpha"
+    status, page = await plane.mp("GET", "/console/workspaces/alpha")
+    assert status == 200
+    assert tenant["url"] + "/docs" in page
+    assert "available" in page
+
     workdir = tmp_path / "client"
     workdir.mkdir()
     login = await asyncio.to_thread(

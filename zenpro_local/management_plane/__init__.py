@@ -4,7 +4,7 @@ A tenant whose ``auth_mode`` is ``organization`` runs ZenML's server in its
 cloud mode, pointed at ``https://admin.<base_domain>[:port]/mp``. It then
 delegates logins, permission checks, resource sharing and entitlements to
 these endpoints, and the stock ``zenml`` CLI logs in through them. Every
-answer comes from :func:`zenpro_local.authz.allowed`, like the admin API's.
+decision comes from :func:`zenpro_local.authz.allowed`, like the admin API's.
 """
 
 from __future__ import annotations

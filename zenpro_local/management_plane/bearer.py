@@ -1,4 +1,4 @@
-"""Who calls a management-plane endpoint, from its bearer token."""
+"""The caller of a management-plane endpoint, read from its bearer token."""
 
 from __future__ import annotations
 

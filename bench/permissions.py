@@ -1,0 +1,246 @@
+"""Benchmark of the management plane's permission checks.
+
+Seeds a fresh data folder with one organization, one tenant record (status
+deactivated, so no tenant server starts) and 50 users, each holding the
+tenant's Viewer role and sharing 5 of the 20 stacks it asks about. Runs the
+daemon on that folder as a child process (``python -m zenpro_local serve``,
+process runtime) and logs in as the tenant with its client credentials.
+
+Then 1, and then 50, concurrent clients send ``POST
+/mp/rbac/check_permissions`` for a batch of 20 stack resources
+(``action=update``, so each decision reads the grants and the shares) for
+``--seconds`` seconds each, straight to the daemon's listen address (not
+through Caddy). Latency is measured per request in the client, an aiohttp
+session in this process, so it includes the client's own event loop time on
+the same cores. Last, the decision itself (``rbac.check``, the handler's
+work without HTTP) is timed 5,000 times in this process on the same state.
+Prints p50, p99 and requests per second, and with ``--output`` writes them
+as JSON. Removes the folder and stops the daemon at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+from zenpro_local import authz, bootstrap
+from zenpro_local.management_plane import tokens
+from zenpro_local.store import Store, new_id, utcnow
+
+CONCURRENCY = 50
+BATCH = 20
+USERS = 50
+CLIENT_SECRET = "bench-client-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def seed(data_dir: Path) -> tuple[str, list[str], list[str]]:
+    """Write the state; return the tenant id, user ids and resource strings."""
+    store = Store.open(data_dir / "state.db")
+    authz.sync_predefined_roles(store)
+    bootstrap.ensure_admin(store, data_dir)
+    now = utcnow()
+    organization_id, tenant_id = new_id(), new_id()
+    project = str(uuid.uuid4())
+    stacks = [str(uuid.uuid4()) for _ in range(BATCH)]
+    resources = [f"stack/{stack}" for stack in stacks]
+    users = [new_id() for _ in range(USERS)]
+    with store.transaction() as db:
+        db["organizations"].insert(
+            {"id": organization_id, "name": "bench", "created": now, "updated": now}
+        )
+        db["tenants"].insert(
+            {
+                "id": tenant_id,
+                "organization_id": organization_id,
+                "name": "bench",
+                "status": "deactivated",
+                "desired_state": "deactivated",
+                "zenml_version": "0.98.0",
+                "client_secret_hash": tokens.hash_token(CLIENT_SECRET),
+                "created": now,
+                "updated": now,
+            }
+        )
+        for number, user_id in enumerate(users):
+            db["users"].insert(
+                {"id": user_id, "username": f"user{number}", "created": now,
+                 "updated": now}
+            )
+            for role_id, tenant in (("organization-member", None),
+                                    ("tenant-viewer", tenant_id)):
+                db["role_assignments"].insert(
+                    {"id": new_id(), "role_id": role_id, "user_id": user_id,
+                     "organization_id": organization_id, "tenant_id": tenant,
+                     "created": now}
+                )
+            for resource in resources[number % 4 :: 4][:5]:
+                db["resource_shares"].insert(
+                    {"tenant_id": tenant_id, "resource": resource,
+                     "resource_type": "stack", "user_id": user_id,
+                     "actions": '["read", "update"]', "created": now}
+                )
+    store.close()
+    del project
+    return tenant_id, users, resources
+
+
+def start_daemon(data_dir: Path, port: int) -> subprocess.Popen:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ZENPRO_")}
+    environment.update(
+        {
+            "ZENPRO_DATA_DIR": str(data_dir),
+            "ZENPRO_LISTEN": f"127.0.0.1:{port}",
+            "ZENPRO_RUNTIME": "process",
+            "ZENPRO_HTTPS_PORT": str(free_port()),
+            "ZENPRO_CADDY_BIND": "127.0.0.1",
+            "ZENPRO_LOG_LEVEL": "warning",
+        }
+    )
+    log = open(data_dir / "daemon.log", "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "zenpro_local", "serve"],
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def wait_healthy(session: aiohttp.ClientSession, url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            async with session.get(url + "/health") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError("the daemon did not answer /health within 60 s")
+
+
+def measure_decision(data_dir: Path, tenant_id: str, users: list[str],
+                     resources: list[str], rounds: int = 5000) -> dict:
+    """Time :func:`rbac.check` itself in this process, as the handler runs it."""
+    from zenpro_local.management_plane import rbac
+
+    store = Store.open(data_dir / "state.db")
+    try:
+        tenant = store.query_one("SELECT * FROM tenants WHERE id = ?", [tenant_id])
+        timings = []
+        for number in range(rounds):
+            started = time.perf_counter()
+            rbac.check(store, tenant, users[number % len(users)], "update", resources)
+            timings.append(time.perf_counter() - started)
+    finally:
+        store.close()
+    timings.sort()
+    return {
+        "decision_p50_ms": round(statistics.median(timings) * 1000, 3),
+        "decision_p99_ms": round(timings[int(len(timings) * 0.99) - 1] * 1000, 3),
+    }
+
+
+async def measure(url: str, tenant_id: str, users: list[str], resources: list[str],
+                  seconds: float, concurrency: int) -> dict:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await wait_healthy(session, url)
+        async with session.post(
+            url + "/mp/auth/login",
+            data={"grant_type": "client_credentials", "client_id": tenant_id,
+                  "client_secret": CLIENT_SECRET, "audience": "zenpro-local"},
+        ) as response:
+            assert response.status == 200, await response.text()
+            token = (await response.json())["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        latencies: list[float] = []
+        deadline = time.monotonic() + seconds
+
+        async def client(number: int) -> None:
+            user_id = users[number % len(users)]
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                async with session.post(
+                    url + "/mp/rbac/check_permissions",
+                    params={"user_id": user_id, "action": "update"},
+                    json=resources,
+                    headers=headers,
+                ) as response:
+                    body = await response.json()
+                latencies.append(time.perf_counter() - started)
+                assert response.status == 200 and len(body) == BATCH, body
+                assert sum(body.values()) == 5, body
+
+        await asyncio.gather(*(client(n) for n in range(concurrency)))
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "requests_per_second": round(len(latencies) / seconds, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
+        "concurrency": concurrency,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0,
+                        help="Duration of the measurement, in seconds.")
+    parser.add_argument("--output", type=Path, help="Write the results as JSON here.")
+    arguments = parser.parse_args()
+
+    data_dir = Path(tempfile.mkdtemp(prefix="zenpro-bench-permissions-"))
+    process = None
+    try:
+        tenant_id, users, resources = seed(data_dir)
+        port = free_port()
+        process = start_daemon(data_dir, port)
+        url = f"http://127.0.0.1:{port}"
+        results = {
+            "batch": BATCH,
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "http": [
+                asyncio.run(measure(url, tenant_id, users, resources,
+                                    arguments.seconds, concurrency))
+                for concurrency in (1, CONCURRENCY)
+            ],
+        }
+        results.update(measure_decision(data_dir, tenant_id, users, resources))
+    finally:
+        if process is not None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(data_dir, ignore_errors=True)
+    print(json.dumps(results, indent=2))
+    if arguments.output:
+        arguments.output.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
