@@ -13,6 +13,9 @@ check_python
 ensure_localhost_names
 # systemd-analyze checks the shipped units.
 apt_install systemd
+# tests/dashboard drives Debian's Chromium through chromedriver and trusts
+# the daemon's CA with certutil.
+apt_install chromium chromium-driver libnss3-tools
 ensure_venv test
 ensure_docker
 ensure_tenant_image

@@ -257,6 +257,7 @@ def screenshot(driver, name: str) -> Path:
     height = driver.execute_script("return document.documentElement.scrollHeight")
     width = driver.get_window_size()["width"]
     driver.set_window_size(width, max(height + 120, 600))
+    driver.execute_script("window.scrollTo(0, 0)")
     driver.save_screenshot(str(path))
     return path
 

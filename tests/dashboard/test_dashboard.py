@@ -7,6 +7,7 @@ Each page is saved as a screenshot at laptop and phone widths under
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -30,8 +31,8 @@ def find(driver, css: str, timeout: float = PAGE_TIMEOUT):
 def load(driver, url: str, attempts: int = 5) -> None:
     """Open ``url``, again if Chromium reports a network change meanwhile.
 
-    Docker creating or removing interfaces for other containers on this
-    machine makes Chromium abort loads with ERR_NETWORK_CHANGED.
+    Chromium aborts a load with ERR_NETWORK_CHANGED when the machine's
+    network interfaces change, as they do whenever Docker adds a network.
     """
     for _ in range(attempts):
         driver.get(url)
@@ -49,6 +50,30 @@ def sign_in(driver, url: str, username: str, password: str) -> None:
     WebDriverWait(driver, PAGE_TIMEOUT).until(
         lambda _: driver.find_element(By.CSS_SELECTOR, "#who").text == username
     )
+
+
+def press(driver, css: str, done: Callable[[], object], attempts: int = 3) -> None:
+    """Click ``css`` until ``done()`` is truthy, again after a network error.
+
+    The page reports a request aborted by a network change as "Network
+    error" and does not resend writes on its own, so a person would click
+    again; so does this.
+    """
+    for _ in range(attempts):
+        find(driver, css).click()
+        result = WebDriverWait(driver, PAGE_TIMEOUT * 3).until(
+            lambda _: done() or _network_error(driver)
+        )
+        if result != "network error":
+            return
+    raise AssertionError(f"{css}: network errors in {attempts} attempts")
+
+
+def _network_error(driver) -> str | None:
+    for element in driver.find_elements(By.CSS_SELECTOR, ".error, .toast"):
+        if element.text.startswith("Network error"):
+            return "network error"
+    return None
 
 
 def tenant_status(driver, name: str) -> str:
@@ -120,9 +145,10 @@ async def test_admin_creates_tenant_and_connects(
 
     # A marker on the window shows the page is never reloaded meanwhile.
     driver.execute_script("window.notReloaded = true")
-    create.click()
-    WebDriverWait(driver, PAGE_TIMEOUT).until(
-        lambda _: tenant_status(driver, "alpha") in ("pending", "provisioning")
+    press(
+        driver,
+        "#create-tenant",
+        lambda: tenant_status(driver, "alpha") in ("pending", "provisioning"),
     )
     both_widths(driver, "organization-provisioning")
     WebDriverWait(driver, TENANT_TIMEOUT, poll_frequency=1).until(
@@ -144,8 +170,12 @@ async def test_admin_creates_tenant_and_connects(
         lambda _: driver.find_elements(By.CSS_SELECTOR, ".events li")
     )
 
-    find(driver, "#create-api-key").click()
-    api_key = find(driver, "#api-key-value", timeout=60).text
+    press(
+        driver,
+        "#create-api-key",
+        lambda: driver.find_elements(By.CSS_SELECTOR, "#api-key-value"),
+    )
+    api_key = find(driver, "#api-key-value").text
     assert api_key
     both_widths(driver, "tenant-overview")
 
@@ -161,18 +191,20 @@ async def test_admin_creates_tenant_and_connects(
     find(driver, "#role-name").send_keys("stack-reader")
     driver.find_element(By.CSS_SELECTOR, 'input[name="resource"][value="stack"]').click()
     driver.find_element(By.CSS_SELECTOR, 'input[name="action"][value="read"]').click()
-    driver.find_element(By.XPATH, "//button[text()='Create role']").click()
-    WebDriverWait(driver, PAGE_TIMEOUT).until(
-        lambda _: "stack-reader" in driver.find_element(By.ID, "assign-role").text
+    press(
+        driver,
+        "#create-role",
+        lambda: "stack-reader" in driver.find_element(By.ID, "assign-role").text,
     )
     role_select = driver.find_element(By.ID, "assign-role")
     for option in role_select.find_elements(By.TAG_NAME, "option"):
         if option.text == "stack-reader":
             option.click()
-    driver.find_element(By.XPATH, "//button[text()='Give role']").click()
-    WebDriverWait(driver, PAGE_TIMEOUT).until(
-        lambda _: "stack-reader"
-        in driver.find_element(By.CSS_SELECTOR, "#assignments-title + table").text
+    press(
+        driver,
+        "#give-role",
+        lambda: "stack-reader"
+        in driver.find_element(By.CSS_SELECTOR, "#assignments-title + table").text,
     )
     both_widths(driver, "members")
 
@@ -242,3 +274,27 @@ async def test_sign_in_with_api_key_and_keyboard(dashboard_daemon, open_browser)
     WebDriverWait(driver, PAGE_TIMEOUT).until(
         lambda _: not driver.find_elements(By.CSS_SELECTOR, "dialog[open]")
     )
+
+
+async def test_failed_tenant_shows_reason_and_retry(dashboard_daemon, open_browser):
+    daemon = dashboard_daemon
+    organization = await daemon.create_organization("acme")
+    # No image exists for this version, so provisioning fails at once.
+    response = await daemon.call(
+        "POST",
+        f"/api/v1/organizations/{organization['id']}/tenants",
+        json={"name": "broken", "zenml_version": "0.0.1"},
+    )
+    assert response.status == 202, response.body
+    driver = open_browser("admin")
+
+    load(driver, daemon.dashboard_url)
+    find(driver, "#tab-api-key").click()
+    find(driver, "#api-key").send_keys(daemon.admin_token + Keys.ENTER)
+    WebDriverWait(driver, TENANT_TIMEOUT, poll_frequency=1).until(
+        lambda _: tenant_status(driver, "broken") == "failed"
+    )
+    reason = find(driver, 'tr[data-tenant="broken"] .reason').text
+    assert "image" in reason
+    assert find(driver, '[data-retry="broken"]').is_displayed()
+    both_widths(driver, "organization-failed")

@@ -55,6 +55,13 @@ function statusBadge(tenant) {
 
 // ---- API
 
+class NetworkError extends Error {
+  constructor() {
+    super("Network error: the request may not have reached the daemon. Try again.");
+    this.status = 0;
+  }
+}
+
 class ApiError extends Error {
   constructor(status, body) {
     const error = (body && body.error) || {};
@@ -73,7 +80,7 @@ async function fetchRetrying(path, request, idempotent) {
     try {
       return await fetch(path, request);
     } catch (error) {
-      if (!idempotent || attempt >= 3) throw error;
+      if (!idempotent || attempt >= 3) throw new NetworkError();
       await new Promise((resolve) => setTimeout(resolve, 300 * attempt));
     }
   }
@@ -364,8 +371,8 @@ async function renderTenant(tenantId) {
   renderFrame("tenants");
   const permissions = await allowedActions(tenant.organization_id, tenant.id);
 
-  const statusLine = h("p", {});
-  const actions = h("div", { class: "actions" });
+  const statusLine = h("div", { id: "tenant-status" });
+  const actions = h("div", { class: "actions tenant-actions" });
   const events = h("ol", { class: "events", "aria-label": "Recent events" });
   const keyArea = h("div", { "aria-live": "polite" });
   const caLink = h("a", { href: "/api/v1/ca.pem", download: "zenpro-local-ca.pem",
@@ -418,9 +425,10 @@ async function renderTenant(tenantId) {
       h("h2", { id: "events-title", text: "Recent events" }), events));
 
   function renderStatus() {
+    const reason = tenant.status_reason
+      ? [h("p", { class: "reason", id: "status-reason", text: tenant.status_reason })] : [];
     statusLine.replaceChildren(statusBadge(tenant), " ",
-      h("span", { class: "muted", text: `ZenML ${tenant.zenml_version}` }),
-      tenant.status_reason ? h("p", { class: "reason", text: tenant.status_reason }) : null);
+      h("span", { class: "muted", text: `ZenML ${tenant.zenml_version}` }), ...reason);
     keyButton.disabled = tenant.status !== "available";
     renderTenantActions(tenant, permissions, actions);
   }
@@ -655,7 +663,7 @@ function assignForm(base, tenants, members, teams, roles, done) {
     h("select", { id: "assign-role", name: "role", required: true },
       options(roles.filter((role) => role.scope === "tenant"), (r) => r.name, (r) => r.id)),
     error,
-    h("div", { class: "actions" }, h("button", { type: "submit" }, "Give role")));
+    h("div", { class: "actions" }, h("button", { type: "submit", id: "give-role" }, "Give role")));
   return form;
 }
 
@@ -697,7 +705,7 @@ function roleForm(base, done) {
     h("p", { class: "hint",
              text: "The role gets each ticked action on each ticked resource type it applies to." }),
     error,
-    h("div", { class: "actions" }, h("button", { type: "submit" }, "Create role")));
+    h("div", { class: "actions" }, h("button", { type: "submit", id: "create-role" }, "Create role")));
   return form;
 }
 
