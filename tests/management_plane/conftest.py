@@ -10,6 +10,7 @@ server process recorded under the test's data folder.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import ssl
@@ -25,6 +26,7 @@ from aiohttp.test_utils import TestServer
 
 from tests.conftest import make_settings
 from tests.lifecycle.conftest import build_runtime, cleanup, free_port
+from tests.lifecycle.conftest import docker_client  # noqa: F401 (fixture)
 from zenpro_local.daemon import build_app
 
 TENANT_TIMEOUT = 240.0
@@ -90,8 +92,9 @@ class Plane:
         pytest.fail(f"tenant {tenant_id} not available after {TENANT_TIMEOUT} s")
 
 
-@pytest.fixture
-async def plane(tmp_path: Path, zenml_venv: Path) -> AsyncIterator[Plane]:
+@contextlib.asynccontextmanager
+async def running_plane(tmp_path: Path, kind: str, caddy_bind: str):
+    """Run a daemon with the ``kind`` runtime; remove what it made afterwards."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     listen_port, https_port = free_port(), free_port()
@@ -100,14 +103,14 @@ async def plane(tmp_path: Path, zenml_venv: Path) -> AsyncIterator[Plane]:
         data_dir,
         listen=f"127.0.0.1:{listen_port}",
         https_port=https_port,
-        caddy_bind="127.0.0.1",
+        caddy_bind=caddy_bind,
         reconcile_interval=2,
         health_interval=1,
         tenants_stop_timeout=5,
         # Ports of their own, away from other tests' daemons on this machine.
         tenants_port_range=f"{tenant_ports}-{tenant_ports + 9}",
     )
-    runtime = build_runtime("process", data_dir)
+    runtime = build_runtime(kind, data_dir)
     server = TestServer(build_app(settings, runtime), host="127.0.0.1", port=listen_port)
     await server.start_server()
     try:
@@ -125,7 +128,14 @@ async def plane(tmp_path: Path, zenml_venv: Path) -> AsyncIterator[Plane]:
             )
     finally:
         await server.close()
-        cleanup("process", data_dir)
+        cleanup(kind, data_dir)
+
+
+@pytest.fixture
+async def plane(tmp_path: Path, zenml_venv: Path) -> AsyncIterator[Plane]:
+    """A daemon whose tenants run as local processes."""
+    async with running_plane(tmp_path, "process", "127.0.0.1") as running:
+        yield running
 
 
 @dataclass
