@@ -42,6 +42,22 @@ class Plane:
     ca_file: Path
     admin_token: str
     session: aiohttp.ClientSession
+    settings: object = None
+    kind: str = "process"
+    server: TestServer | None = None
+
+    async def stop_daemon(self) -> None:
+        """Stop the daemon and its Caddy; tenant servers keep running."""
+        await self.server.close()
+
+    async def start_daemon(self) -> None:
+        """Start the daemon again on the same data folder and ports."""
+        runtime = build_runtime(self.kind, self.data_dir)
+        port = int(self.url.rsplit(":", 1)[1])
+        self.server = TestServer(
+            build_app(self.settings, runtime), host="127.0.0.1", port=port
+        )
+        await self.server.start_server()
 
     @property
     def api_url(self) -> str:
@@ -113,21 +129,26 @@ async def running_plane(tmp_path: Path, kind: str, caddy_bind: str):
     runtime = build_runtime(kind, data_dir)
     server = TestServer(build_app(settings, runtime), host="127.0.0.1", port=listen_port)
     await server.start_server()
+    plane = None
     try:
         async with aiohttp.ClientSession() as session:
             ca_file = tmp_path / "ca.pem"
             async with session.get(f"http://127.0.0.1:{listen_port}/api/v1/ca.pem") as got:
                 ca_file.write_bytes(await got.read())
-            yield Plane(
+            plane = Plane(
                 url=f"http://127.0.0.1:{listen_port}",
                 https_port=https_port,
                 data_dir=data_dir,
                 ca_file=ca_file,
                 admin_token=(data_dir / "admin-token").read_text().strip(),
                 session=session,
+                settings=settings,
+                kind=kind,
+                server=server,
             )
+            yield plane
     finally:
-        await server.close()
+        await (plane.server if plane else server).close()
         cleanup(kind, data_dir)
 
 
