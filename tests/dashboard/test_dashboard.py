@@ -6,8 +6,11 @@ Each page is saved as a screenshot at laptop and phone widths under
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -76,6 +79,37 @@ def _network_error(driver) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def serve_page(html: str) -> Iterator[str]:
+    """Serve ``html`` at ``http://127.0.0.1:<port>/``, another site than the admin's.
+
+    The server runs in a thread because Selenium's calls block the test's
+    event loop.
+    """
+    body = html.encode()
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
 def tenant_status(driver, name: str) -> str:
     rows = driver.find_elements(By.CSS_SELECTOR, f'tr[data-tenant="{name}"] .status')
     return rows[0].text if rows else ""
@@ -135,7 +169,8 @@ async def test_admin_creates_tenant_and_connects(
     name_input.send_keys("Bad_Name")
     create = driver.find_element(By.CSS_SELECTOR, "#create-tenant")
     assert not create.is_enabled()
-    assert "DNS label" in driver.find_element(By.CSS_SELECTOR, "#tenant-name-error").text
+    name_error = driver.find_element(By.CSS_SELECTOR, "#tenant-name-error")
+    assert "DNS label" in name_error.text
     screenshot(driver, "new-tenant-dialog-invalid")
     name_input.send_keys(Keys.CONTROL, "a")
     name_input.send_keys("alpha")
@@ -189,7 +224,8 @@ async def test_admin_creates_tenant_and_connects(
     # Members and roles: a custom role, given on the tenant.
     driver.find_element(By.CSS_SELECTOR, "#nav-members").click()
     find(driver, "#role-name").send_keys("stack-reader")
-    driver.find_element(By.CSS_SELECTOR, 'input[name="resource"][value="stack"]').click()
+    resource = 'input[name="resource"][value="stack"]'
+    driver.find_element(By.CSS_SELECTOR, resource).click()
     driver.find_element(By.CSS_SELECTOR, 'input[name="action"][value="read"]').click()
     press(
         driver,
@@ -233,7 +269,9 @@ async def test_viewer_sees_no_create_and_cannot_forge(dashboard_daemon, open_bro
     with_token = fetch_status(driver, path, {"name": "forged"}, csrf=True)
     assert with_token == {"status": 403, "code": "forbidden"}
 
-    listed = await daemon.call("GET", f"/api/v1/tenants?organization_id={organization['id']}")
+    listed = await daemon.call(
+        "GET", f"/api/v1/tenants?organization_id={organization['id']}"
+    )
     assert listed.body["total"] == 0
 
 
@@ -298,3 +336,38 @@ async def test_failed_tenant_shows_reason_and_retry(dashboard_daemon, open_brows
     assert "image" in reason
     assert find(driver, '[data-retry="broken"]').is_displayed()
     both_widths(driver, "organization-failed")
+
+
+async def test_cross_site_form_cannot_create(dashboard_daemon, open_browser):
+    """A signed-in admin visits another site whose form posts to the API."""
+    daemon = dashboard_daemon
+    organization = await daemon.create_organization("acme")
+    driver = open_browser("admin")
+    load(driver, daemon.dashboard_url)
+    find(driver, "#tab-api-key").click()
+    find(driver, "#api-key").send_keys(daemon.admin_token + Keys.ENTER)
+    find(driver, "#new-tenant")
+
+    target = (
+        f"https://admin.zenml.localhost:{daemon.https_port}"
+        f"/api/v1/organizations/{organization['id']}/tenants"
+    )
+    # A page on another site: an HTML form can send text/plain that parses as
+    # JSON, and the browser decides whether the session cookie goes along.
+    attack = (
+        f'<form id="attack" method="post" enctype="text/plain" action="{target}">'
+        '<input name=\'{"name": "forged", "x": "\' value=\'"}\'></form>'
+    )
+    with serve_page(attack) as page_url:
+        driver.get(page_url)
+        driver.execute_script("document.getElementById('attack').submit()")
+        WebDriverWait(driver, PAGE_TIMEOUT).until(
+            lambda _: driver.current_url.startswith("https://admin.")
+        )
+        answer = driver.find_element(By.TAG_NAME, "body").text
+    assert '"code": "unauthorized"' in answer
+
+    listed = await daemon.call(
+        "GET", f"/api/v1/tenants?organization_id={organization['id']}"
+    )
+    assert listed.body["total"] == 0

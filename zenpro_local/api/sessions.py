@@ -15,6 +15,7 @@ read nor guess it. The dashboard's script reads it from
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import logging
@@ -23,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Annotated
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from zenpro_local import credentials
 from zenpro_local.api import models
@@ -46,7 +47,29 @@ SESSION_LIFETIME = timedelta(hours=12)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def _given(*names: str) -> dict:
+    """Return a JSON Schema that holds when every field in ``names`` is a string."""
+    return {
+        "required": list(names),
+        "properties": {name: {"type": "string"} for name in names},
+    }
+
+
 class SessionCreate(models.Request):
+    # Exactly one way to sign in, as create_session checks: a username with
+    # a password, or an API key. A null field counts as left out.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {**_given("username", "password"), "not": _given("api_key")},
+                {
+                    **_given("api_key"),
+                    "not": {"anyOf": [_given("username"), _given("password")]},
+                },
+            ]
+        }
+    )
+
     username: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     password: Annotated[str, Field(min_length=1, max_length=512)] | None = None
     api_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
@@ -60,7 +83,7 @@ class Session(models.Response):
     expires: str | None
 
 
-def _hash(token: str) -> str:
+def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -81,13 +104,15 @@ def authenticate_session(store: Store, token: str) -> Principal:
             or a session whose API key was revoked or has expired.
     """
     row = store.query_one(
-        "SELECT * FROM sessions WHERE token_hash = ?", [_hash(token)]
+        "SELECT * FROM sessions WHERE token_hash = ?", [_token_hash(token)]
     )
     now = datetime.now(timezone.utc)
     if row is None or datetime.fromisoformat(row["expires"]) <= now:
         raise _signed_out("session expired or unknown: sign in again")
     if row["api_key_id"] and not _key_valid(store, row["api_key_id"], now):
-        raise _signed_out("the API key of this session was revoked: sign in again")
+        raise _signed_out(
+            "the API key of this session was revoked or has expired: sign in again"
+        )
     user = store.query_one("SELECT * FROM users WHERE id = ?", [row["user_id"]])
     if user is None or not user["is_active"]:
         raise _signed_out("user deactivated: ask an administrator")
@@ -107,7 +132,10 @@ def _signed_out(message: str) -> ApiError:
     return ApiError(401, message, code="session_expired")
 
 
-def _open_session(store: Store, user_id: str, api_key_id: str | None) -> tuple:
+def _open_session(
+    store: Store, user_id: str, api_key_id: str | None
+) -> tuple[str, str]:
+    """Insert a session; return its token and its expiry time."""
     token = secrets.token_urlsafe(32)
     expires = (datetime.now(timezone.utc) + SESSION_LIFETIME).isoformat(
         timespec="microseconds"
@@ -117,7 +145,7 @@ def _open_session(store: Store, user_id: str, api_key_id: str | None) -> tuple:
         db["sessions"].insert(
             {
                 "id": new_id(),
-                "token_hash": _hash(token),
+                "token_hash": _token_hash(token),
                 "user_id": user_id,
                 "api_key_id": api_key_id,
                 "created": utcnow(),
@@ -153,14 +181,22 @@ async def _user_from_password(request: web.Request, body: SessionCreate) -> dict
         "SELECT * FROM users WHERE username = ?", [body.username]
     )
     stored = user["password_hash"] if user else None
-    # scrypt takes tens of milliseconds: keep the event loop free meanwhile.
+    # Unknown users and users without a password cost one scrypt too, so the
+    # response time does not tell which usernames exist. scrypt takes tens
+    # of milliseconds: the event loop stays free meanwhile.
     matches = await asyncio.to_thread(
-        credentials.verify_password, body.password, stored
+        credentials.verify_password, body.password, stored or _decoy_hash()
     )
-    if not matches or not user["is_active"]:
+    if not (matches and stored and user["is_active"]):
         limiter.record_failure(address)
+        logger.info("Sign-in as %r from %s failed", body.username, address)
         raise ApiError(401, "sign-in failed: wrong username or password")
     return user
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    return credentials.hash_password(secrets.token_hex(16))
 
 
 def _user_from_api_key(request: web.Request, key: str) -> tuple[dict, str]:
@@ -242,7 +278,7 @@ async def get_session(request: web.Request) -> web.Response:
     row = None
     if token and "Authorization" not in request.headers:
         row = store.query_one(
-            "SELECT expires FROM sessions WHERE token_hash = ?", [_hash(token)]
+            "SELECT expires FROM sessions WHERE token_hash = ?", [_token_hash(token)]
         )
     return web.json_response(
         {
@@ -271,7 +307,9 @@ async def delete_session(request: web.Request) -> web.Response:
             raise csrf_failed()
         store = context(request).store
         with store.transaction() as db:
-            db.execute("DELETE FROM sessions WHERE token_hash = ?", [_hash(token)])
+            db.execute(
+                "DELETE FROM sessions WHERE token_hash = ?", [_token_hash(token)]
+            )
     response = web.Response(status=204)
     response.del_cookie(
         COOKIE_NAME, path="/", secure=True, httponly=True, samesite="Strict"
