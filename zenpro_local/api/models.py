@@ -264,6 +264,11 @@ class TenantUpdate(Request):
     description: Description | None = None
     desired_state: DesiredState | None = None
     zenml_version: ZenmlVersion | None = None
+    auth_mode: AuthMode | None = Field(
+        default=None,
+        description="Switch between 'local' and 'organization' auth; the "
+        "server restarts and keeps its data. Send it alone.",
+    )
 
 
 class Tenant(Response):

@@ -125,7 +125,7 @@ async def get_tenant(request: web.Request) -> web.Response:
     "PATCH",
     "/api/v1/tenants/{tenant_id}",
     summary="Change a tenant: description, desired_state (deactivate or "
-    "reactivate) or zenml_version (upgrade)",
+    "reactivate), zenml_version (upgrade) or auth_mode (restart)",
     tag=TAG,
     status=202,
     body=models.TenantUpdate,
@@ -137,12 +137,31 @@ async def update_tenant(request: web.Request) -> web.Response:
         request, request.match_info["tenant_id"], "tenant", "update", include_deleted=False
     )
     body = await read_body(request, models.TenantUpdate)
+    if body.auth_mode is not None:
+        return await _switch_auth_mode(request, row, body)
     row = await manager(request).update(
         row,
         description=body.description,
         desired_state=body.desired_state,
         zenml_version=body.zenml_version,
         actor_id=principal(request).user_id,
+    )
+    return _accepted(request, row)
+
+
+async def _switch_auth_mode(
+    request: web.Request, row: dict, body: models.TenantUpdate
+) -> web.Response:
+    others = body.model_dump(exclude_none=True, exclude={"auth_mode"})
+    if others:
+        raise ApiError(
+            422,
+            "change auth_mode in a request of its own, without "
+            f"{', '.join(sorted(others))}",
+            field="auth_mode",
+        )
+    row = await manager(request).set_auth_mode(
+        row, body.auth_mode, actor_id=principal(request).user_id
     )
     return _accepted(request, row)
 
