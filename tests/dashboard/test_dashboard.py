@@ -337,6 +337,27 @@ async def test_failed_tenant_shows_reason_and_retry(dashboard_daemon, open_brows
     assert find(driver, '[data-retry="broken"]').is_displayed()
     both_widths(driver, "organization-failed")
 
+    # Deleting asks for the tenant's name before it does anything.
+    driver.find_element(By.LINK_TEXT, "broken").click()
+    assert "Image" in find(driver, "#status-reason").text
+    find(driver, "#delete").click()
+    confirm = find(driver, "#confirm")
+    assert confirm.text == "Delete broken"
+    assert not confirm.is_enabled()
+    find(driver, "#confirm-name").send_keys("broke")
+    assert not confirm.is_enabled()
+    driver.find_element(By.CSS_SELECTOR, "#confirm-name").send_keys("n")
+    assert confirm.is_enabled()
+    screenshot(driver, "delete-confirmation")
+    press(driver, "#confirm", lambda: "#/org/" in driver.current_url)
+    WebDriverWait(driver, TENANT_TIMEOUT, poll_frequency=1).until(
+        lambda _: find(driver, "main .panel").text == "No tenants yet."
+    )
+    deleted = await daemon.call(
+        "GET", f"/api/v1/tenants?organization_id={organization['id']}"
+    )
+    assert deleted.body["total"] == 0
+
 
 async def test_cross_site_form_cannot_create(dashboard_daemon, open_browser):
     """A signed-in admin visits another site whose form posts to the API."""
