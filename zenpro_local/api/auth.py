@@ -32,6 +32,8 @@ def _unauthorized(message: str) -> ApiError:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Attach the caller's :class:`Principal` to API requests that need one."""
+    # Commits of other SQLite connections invalidate cached grants from here.
+    context(request).store.refresh()
     if is_public(request) or not request.path.startswith("/api/"):
         return await handler(request)
 

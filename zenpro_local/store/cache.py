@@ -3,7 +3,8 @@
 The admin API reads far more often than it writes: every request loads its
 caller's grants, and dashboards poll the same lists. A :class:`StateCache`
 keeps such results and drops all of them as soon as the database may have
-changed, so a cached value is never older than the rows it came from.
+changed: at once for the daemon's own writes, and at the next request for
+commits of other connections (see :meth:`Store.version`).
 """
 
 from __future__ import annotations
