@@ -88,6 +88,14 @@ def _parameters(operation: Operation) -> list[dict]:
 def _success(operation: Operation) -> dict:
     if operation.status == 204:
         return {"description": "Done; no body."}
+    if 300 <= operation.status < 400:
+        # aiohttp's redirects carry a short text/plain body; clients follow
+        # the Location header.
+        return {
+            "description": "Redirect.",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
     if operation.response is None:
         content = {operation.content_type: {"schema": {}}}
     else:
