@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
 from zenpro_local.api.context import context
 from zenpro_local.api.errors import ApiError
 from zenpro_local.management_plane import tokens
+
+# Seconds a verified tenant token is trusted without reading the database.
+# A token may thus be honoured up to this long past its expiry, but tenant
+# servers log in again 5 minutes before expiry.
+_TENANT_CACHE_SECONDS = 60.0
 
 
 def bearer_token(request: web.Request) -> str:
@@ -30,12 +37,22 @@ def tenant_caller(request: web.Request) -> dict:
         ApiError: 401 for a missing or invalid token, 403 for a user's token.
     """
     store = context(request).store
-    holder = tokens.verify(store, bearer_token(request))
+    token = bearer_token(request)
+
+    # Tenant servers send their token with every permission check, so the
+    # verified tenant row is cached until the state changes or it expires.
+    key = ("mp_tenant_token", token)
+    cached = store.cache.get(key)
+    if cached is not None and cached[1] > time.monotonic():
+        return cached[0]
+
+    holder = tokens.verify(store, token)
     if holder.kind != "tenant":
         raise ApiError(403, "this endpoint is for tenant servers only")
     row = store.query_one("SELECT * FROM tenants WHERE id = ?", [holder.tenant_id])
     if row is None or row["deleted"]:
         raise tokens.unauthorized("the tenant of this token was deleted")
+    store.cache.put(key, (row, time.monotonic() + _TENANT_CACHE_SECONDS))
     return row
 
 

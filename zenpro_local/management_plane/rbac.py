@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from aiohttp import web
 
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 TAG = "management plane"
 # Largest number of resources one permission check may name.
 MAX_RESOURCES = 1000
+# Seconds a session's key check is reused while the state does not change.
+SESSION_CACHE_SECONDS = 5.0
 
 
 def parse_resource(resource: str) -> tuple[str, str | None]:
@@ -57,7 +60,34 @@ def _team_ids(store: Store, user_id: str) -> list[str]:
 
 
 def _shares(store: Store, tenant_id: str, user_id: str) -> dict[str, set[str]]:
-    """Return resource string -> actions shared with the user or its teams."""
+    """Return resource string -> actions shared with the user or its teams.
+
+    Cached until the state changes, like the grants.
+    """
+    key = ("mp_shares", tenant_id, user_id)
+    cached = store.cache.get(key)
+    if cached is None:
+        cached = _load_shares(store, tenant_id, user_id)
+        store.cache.put(key, cached, 64 + 128 * len(cached))
+    return cached
+
+
+def _session_valid(store: Store, tenant_id: str, user_id: str) -> bool:
+    """Return :func:`logins.session_valid`, cached for SESSION_CACHE_SECONDS.
+
+    A revoked key changes the state and empties the cache at once; the
+    expiry only bounds how late a key that expires on its own is noticed.
+    """
+    key = ("mp_session", tenant_id, user_id)
+    cached = store.cache.get(key)
+    if cached is None or cached[1] < time.monotonic():
+        valid = logins.session_valid(store, tenant_id, user_id)
+        cached = (valid, time.monotonic() + SESSION_CACHE_SECONDS)
+        store.cache.put(key, cached)
+    return cached[0]
+
+
+def _load_shares(store: Store, tenant_id: str, user_id: str) -> dict[str, set[str]]:
     teams = _team_ids(store, user_id)
     marks = ", ".join("?" * len(teams)) or "NULL"
     rows = store.query_all(
@@ -85,7 +115,7 @@ def check(
 ) -> dict[str, bool]:
     """Return, for each resource string, whether the user may do ``action``."""
     principal = _caller(store, user_id)
-    if principal is None or not logins.session_valid(store, tenant["id"], user_id):
+    if principal is None or not _session_valid(store, tenant["id"], user_id):
         return {resource: False for resource in resources}
     shares = _shares(store, tenant["id"], user_id)
     decisions = {}
@@ -140,7 +170,7 @@ async def allowed_resource_ids(request: web.Request) -> web.Response:
     resource_type, _ = parse_resource(resource)
 
     principal = _caller(store, user_id)
-    if principal is None or not logins.session_valid(store, tenant["id"], user_id):
+    if principal is None or not _session_valid(store, tenant["id"], user_id):
         return web.json_response({"full_access": False, "ids": []})
     if allowed(principal, resource_type, action, tenant["organization_id"], tenant["id"]):
         return web.json_response({"full_access": True, "ids": []})
