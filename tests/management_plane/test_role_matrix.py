@@ -125,11 +125,14 @@ async def test_role_matrix_and_revocation(plane: Plane):
     dev_assignment = next(
         item for item in assignments["items"]
         if item.get("user_id") == developer.id and item["role_id"] == "tenant-developer")
+    late_stack = await _stack_body(client(boss), "late-stack")
     await plane.admin(
         "DELETE", f"/api/v1/role_assignments/{dev_assignment['id']}")
-    status, body = await client(developer).call(
-        "POST", "/api/v1/stacks", await _stack_body(client(boss), "late-stack"))
+    revoked_at = time.monotonic()
+    status, body = await client(developer).call("POST", "/api/v1/stacks", late_stack)
+    delay = time.monotonic() - revoked_at
     assert status in (401, 403), body
+    print(f"role removal refused after {delay * 1000:.0f} ms")
 
     # A deactivated user is refused.
     await plane.admin("PATCH", f"/api/v1/users/{stacker.id}", {"is_active": False})
