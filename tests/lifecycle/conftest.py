@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -123,6 +124,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def tenant_port_range() -> str:
+    """A random window of tenant ports, so daemons running at once differ."""
+    first = random.randrange(20000, 29000, 100)
+    return f"{first}-{first + 99}"
+
+
 def build_runtime(kind: str, data_dir: Path):
     identity = daemon_id(data_dir)
     if kind == "docker":
@@ -152,6 +159,7 @@ async def tenant_daemon(tmp_path: Path, runtime_kind: str) -> AsyncIterator[Tena
         tenants_stop_timeout=5,
         https_port=free_port(),
         caddy_bind="127.0.0.1",
+        tenants_port_range=tenant_port_range(),
     )
     runtime = build_runtime(runtime_kind, data_dir)
     app = build_app(settings, runtime)
@@ -201,6 +209,7 @@ def start_daemon_process(data_dir: Path, port: int, kind: str) -> DaemonProcess:
         "ZENPRO_LISTEN": f"127.0.0.1:{port}",
         "ZENPRO_RUNTIME": kind,
         "ZENPRO_HTTPS_PORT": str(free_port()),
+        "ZENPRO_TENANTS_PORT_RANGE": tenant_port_range(),
         "ZENPRO_CADDY_BIND": "127.0.0.1",
         "ZENPRO_RECONCILE_INTERVAL": "2",
         "ZENPRO_PROCESS_VENVS_DIR": str(cache_dir() / "venvs"),

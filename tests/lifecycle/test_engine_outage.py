@@ -16,7 +16,13 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import make_settings
-from tests.lifecycle.conftest import TENANT_TIMEOUT, TenantDaemon, cleanup, free_port
+from tests.lifecycle.conftest import (
+    TENANT_TIMEOUT,
+    TenantDaemon,
+    cleanup,
+    free_port,
+    tenant_port_range,
+)
 from zenpro_local.daemon import build_app, daemon_id
 from zenpro_local.runtime.docker import DockerRuntime
 
@@ -77,6 +83,7 @@ async def start_daemon(
         tenants_stop_timeout=5,
         https_port=https_port,
         caddy_bind="127.0.0.1",
+        tenants_port_range=tenant_port_range(),
     )
     runtime = DockerRuntime(
         daemon_id=daemon_id(data_dir), data_dir=data_dir, base_url=f"unix://{socket_path}"

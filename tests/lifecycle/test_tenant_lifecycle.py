@@ -7,6 +7,9 @@ process runtime, unless it is about Docker objects.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
 import socket
 import time
 
@@ -215,6 +218,19 @@ async def test_delete_then_purge_removes_everything(tenant_daemon):
         client.close()
 
 
+def remove_server_by_force(tenant_daemon, tenant_id: str) -> None:
+    if tenant_daemon.kind == "docker":
+        client = docker.from_env()
+        for container in client.containers.list(
+            all=True, filters={"label": f"{LABEL_TENANT}={tenant_id}"}
+        ):
+            container.remove(force=True)
+        client.close()
+        return
+    marker = tenant_daemon.data_dir / "tenants" / tenant_id / "instance.json"
+    os.killpg(json.loads(marker.read_text())["pid"], signal.SIGKILL)
+
+
 async def test_removed_server_is_repaired(tenant_daemon):
     organization = await tenant_daemon.create_organization()
     created = await tenant_daemon.create_tenant(organization["id"], "alpha")
@@ -223,8 +239,8 @@ async def test_removed_server_is_repaired(tenant_daemon):
     api_key = await new_api_key(tenant_daemon, created["id"])
     await write_tag(base_url, api_key, "kept-through-repair")
 
-    # What an operator's `docker rm -f` or a crash does to the server.
-    await tenant_daemon.runtime.remove(created["id"])
+    # What an operator's `docker rm -f`, or a kill -9 of the server, does.
+    remove_server_by_force(tenant_daemon, created["id"])
 
     deadline = time.monotonic() + TENANT_TIMEOUT
     while time.monotonic() < deadline:
@@ -411,3 +427,36 @@ async def test_unresponsive_server_restarted(tenant_daemon, docker_client):
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{base_url}/health") as response:
             assert response.status == 200
+
+
+async def test_taken_port_moves_tenant(tenant_daemon):
+    organization = await tenant_daemon.create_organization()
+    created = await tenant_daemon.create_tenant(organization["id"], "alpha")
+    await tenant_daemon.wait_status(created["id"], "available")
+    old_url = await local_url(tenant_daemon, created["id"])
+    response = await tenant_daemon.call(
+        "PATCH", f"/api/v1/tenants/{created['id']}", json={"desired_state": "deactivated"}
+    )
+    assert response.status == 202
+    await tenant_daemon.wait_status(created["id"], "deactivated")
+
+    # Another program takes the tenant's port while it is deactivated.
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", int(old_url.rsplit(":", 1)[1])))
+    squatter.listen()
+    try:
+        response = await tenant_daemon.call(
+            "PATCH", f"/api/v1/tenants/{created['id']}", json={"desired_state": "available"}
+        )
+        assert response.status == 202
+        await tenant_daemon.wait_status(created["id"], "available")
+        new_url = await local_url(tenant_daemon, created["id"])
+        assert new_url != old_url
+        events = await tenant_daemon.call(
+            "GET", f"/api/v1/tenants/{created['id']}/events?limit=1000"
+        )
+        messages = [event["message"] for event in events.body["items"]]
+        assert any("taken by another program" in message for message in messages)
+    finally:
+        squatter.close()

@@ -59,7 +59,7 @@ AUTH_MODES = ("local", "organization")
 DEFAULT_AUTH_MODE = "local"
 # OAuth audience that tenant servers send with their client credentials.
 OAUTH2_AUDIENCE = "zenpro-local"
-# Where a tenant container finds the daemon's CA certificate.
+# Path of the daemon's CA certificate inside a tenant container.
 CONTAINER_CA_FILE = "/etc/zenpro-local/ca.pem"
 
 # Operations a stop may interrupt: "stop is allowed while a start is pending".
@@ -454,19 +454,43 @@ class TenantManager:
         row = self._require(tenant_id)
         self._write(tenant_id, status="provisioning", status_reason="")
         await self.routes.unavailable(row, "the tenant's server is starting")
-        if row["port"] is None:
-            port_range = ports.parse_range(self.settings["tenants.port_range"])
-            try:
-                port = ports.allocate(self.store, port_range)
-            except ports.NoFreePortError as error:
-                raise OperationFailed(str(error)) from None
-            self._write(tenant_id, port=port)
-            row = self._require(tenant_id)
+        row = await self._ensure_port(row)
         await self._start_server(row)
         await self._configure(row)
         await self.routes.available(row, self._upstream(row))
         self._write(tenant_id, status="available", status_reason="")
         self._event(row, "available", f"tenant is available at {self.url(row['name'])}", None)
+
+    async def _ensure_port(self, row: dict) -> dict:
+        """Give the tenant a host port, or a new one if another program took it.
+
+        The port stays the tenant's for its whole life, except when its
+        server is not running and something else listens there: then the
+        server could never start again, so it moves.
+        """
+        if row["port"] is not None:
+            info = await self.runtime.inspect(row["id"])
+            if info.state is InstanceState.RUNNING or ports.is_bindable(row["port"]):
+                return row
+
+        port_range = ports.parse_range(self.settings["tenants.port_range"])
+        try:
+            port = ports.allocate(self.store, port_range)
+        except ports.NoFreePortError as error:
+            raise OperationFailed(str(error)) from None
+        if row["port"] is not None:
+            logger.warning(
+                "Tenant %s (%s): port %d is taken by another program; moving to %d",
+                row["id"],
+                row["name"],
+                row["port"],
+                port,
+            )
+            self._event(
+                row, "step", f"port {row['port']} is taken by another program; using {port}", None
+            )
+        self._write(row["id"], port=port)
+        return self._require(row["id"])
 
     async def _start_server(self, row: dict) -> None:
         spec = self.spec(row)
