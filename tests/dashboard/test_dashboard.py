@@ -12,6 +12,10 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as wait_for
@@ -55,6 +59,20 @@ def sign_in(driver, url: str, username: str, password: str) -> None:
     )
 
 
+def wait(driver, timeout: float, condition: Callable[[], object]):
+    """Poll ``condition`` until it is truthy; pages re-render, so elements go stale."""
+    return WebDriverWait(
+        driver,
+        timeout,
+        poll_frequency=0.5,
+        ignored_exceptions=[NoSuchElementException, StaleElementReferenceException],
+    ).until(lambda _: condition())
+
+
+def status_text(driver) -> str:
+    return driver.find_element(By.CSS_SELECTOR, "#tenant-status .status").text
+
+
 def press(driver, css: str, done: Callable[[], object], attempts: int = 3) -> None:
     """Click ``css`` until ``done()`` is truthy, again after a network error.
 
@@ -64,8 +82,8 @@ def press(driver, css: str, done: Callable[[], object], attempts: int = 3) -> No
     """
     for _ in range(attempts):
         find(driver, css).click()
-        result = WebDriverWait(driver, PAGE_TIMEOUT * 3).until(
-            lambda _: done() or _network_error(driver)
+        result = wait(
+            driver, PAGE_TIMEOUT * 3, lambda: done() or _network_error(driver)
         )
         if result != "network error":
             return
@@ -220,6 +238,15 @@ async def test_admin_creates_tenant_and_connects(
         zenml_venv / "bin" / "python", tenant_url, api_key, ca_file, workdir
     )
     assert run_id
+
+    # Deactivate asks for the name; reactivate brings the same tenant back.
+    press(driver, "#deactivate", lambda: driver.find_elements(By.ID, "confirm"))
+    find(driver, "#confirm-name").send_keys("alpha")
+    press(driver, "#confirm", lambda: not driver.find_elements(By.ID, "confirm"))
+    wait(driver, TENANT_TIMEOUT, lambda: status_text(driver) == "deactivated")
+    both_widths(driver, "tenant-deactivated")
+    press(driver, "#reactivate", lambda: status_text(driver) != "deactivated")
+    wait(driver, TENANT_TIMEOUT, lambda: status_text(driver) == "available")
 
     # Members and roles: a custom role, given on the tenant.
     driver.find_element(By.CSS_SELECTOR, "#nav-members").click()

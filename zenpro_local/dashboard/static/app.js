@@ -336,6 +336,7 @@ function openNewTenant(refresh) {
   async function submit(event) {
     event.preventDefault();
     create.disabled = true;
+    error.textContent = "";
     try {
       const tenant = await api(
         "POST", `/api/v1/organizations/${state.organizationId}/tenants`,
@@ -382,6 +383,7 @@ async function renderTenant(tenantId) {
                       "Create an API key");
   async function createKey() {
     keyButton.disabled = true;
+    keyArea.replaceChildren();
     try {
       const created = await api("POST", `/api/v1/tenants/${tenant.id}/api_keys`);
       keyArea.replaceChildren(h("div", { class: "key" },
@@ -426,7 +428,8 @@ async function renderTenant(tenantId) {
 
   function renderStatus() {
     const reason = tenant.status_reason
-      ? [h("p", { class: "reason", id: "status-reason", text: tenant.status_reason })] : [];
+      ? [h("p", { class: tenant.status === "failed" ? "reason" : "muted", id: "status-reason",
+                  text: tenant.status_reason })] : [];
     statusLine.replaceChildren(statusBadge(tenant), " ",
       h("span", { class: "muted", text: `ZenML ${tenant.zenml_version}` }), ...reason);
     keyButton.disabled = tenant.status !== "available";
@@ -502,6 +505,7 @@ function confirmAction(tenant, verb, action) {
   const dialog = h("dialog", { "aria-labelledby": "confirm-title" },
     h("form", { onsubmit: async (event) => {
       event.preventDefault();
+      error.textContent = "";
       try {
         await action();
         dialog.close();
@@ -529,6 +533,7 @@ function openUpgrade(tenant) {
   const dialog = h("dialog", { "aria-labelledby": "upgrade-title" },
     h("form", { onsubmit: async (event) => {
       event.preventDefault();
+      error.textContent = "";
       try {
         await api("PATCH", `/api/v1/tenants/${tenant.id}`, { zenml_version: input.value });
         dialog.close();
@@ -642,6 +647,7 @@ function assignForm(base, tenants, members, teams, roles, done) {
   ];
   const form = h("form", { onsubmit: async (event) => {
     event.preventDefault();
+    error.textContent = "";
     const [kind, holderId] = form.holder.value.split(":");
     const body = { role_id: form.role.value, tenant_id: form.tenant.value };
     body[kind === "user" ? "user_id" : "team_id"] = holderId;
@@ -684,6 +690,7 @@ function roleForm(base, done) {
         if (valid.includes(action)) permissions.push(`${resource}:${action}`);
       }
     }
+    error.textContent = "";
     if (!permissions.length) {
       error.textContent = "Tick at least one resource type and one action that applies to it.";
       return;
@@ -755,7 +762,15 @@ function start() {
     selectOrganization(event.target.value);
     location.hash = `#/org/${event.target.value}`;
   });
-  window.addEventListener("hashchange", () => route().catch(showError));
+  // After a page change, keyboard and screen reader users continue from
+  // the new page's content, not from the link they followed.
+  window.addEventListener("hashchange", () => route()
+    .then(() => {
+      if (!document.querySelector("dialog[open]") && !location.hash.startsWith("#/signin")) {
+        document.getElementById("main").focus({ preventScroll: true });
+      }
+    })
+    .catch(showError));
   route().catch(showError);
 }
 
