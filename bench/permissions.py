@@ -59,12 +59,13 @@ def seed(data_dir: Path) -> tuple[str, list[str], list[str]]:
     store = Store.open(data_dir / "state.db")
     authz.sync_predefined_roles(store)
     bootstrap.ensure_admin(store, data_dir)
+
     now = utcnow()
     organization_id, tenant_id = new_id(), new_id()
-    project = str(uuid.uuid4())
     stacks = [str(uuid.uuid4()) for _ in range(BATCH)]
     resources = [f"stack/{stack}" for stack in stacks]
     users = [new_id() for _ in range(USERS)]
+
     with store.transaction() as db:
         db["organizations"].insert(
             {"id": organization_id, "name": "bench", "created": now, "updated": now}
@@ -101,7 +102,6 @@ def seed(data_dir: Path) -> tuple[str, list[str], list[str]]:
                      "actions": '["read", "update"]', "created": now}
                 )
     store.close()
-    del project
     return tenant_id, users, resources
 
 
@@ -136,7 +136,7 @@ async def wait_healthy(session: aiohttp.ClientSession, url: str) -> None:
         except aiohttp.ClientError:
             pass
         await asyncio.sleep(0.05)
-    raise RuntimeError("the daemon did not answer /health within 60 s")
+    raise RuntimeError("the daemon did not respond to /health within 60 s")
 
 
 def measure_decision(data_dir: Path, tenant_id: str, users: list[str],
@@ -189,7 +189,8 @@ async def measure(url: str, tenant_id: str, users: list[str], resources: list[st
                 ) as response:
                     body = await response.json()
                 latencies.append(time.perf_counter() - started)
-                assert response.status == 200 and len(body) == BATCH, body
+                assert response.status == 200, body
+                assert len(body) == BATCH, body
                 assert sum(body.values()) == 5, body
 
         await asyncio.gather(*(client(n) for n in range(concurrency)))

@@ -16,7 +16,7 @@ from aiohttp import web
 from zenpro_local.api.context import context
 from zenpro_local.management_plane.routing import path_param, route
 from zenpro_local.management_plane import CONSOLE, urls
-from zenpro_local.management_plane.device import _document
+from zenpro_local.management_plane.device import html_page
 
 TAG = "management plane"
 
@@ -42,10 +42,10 @@ async def tenant_page(request: web.Request) -> web.Response:
             "<code>zenpro-local tenants list</code>.</p>"
         )
         return web.Response(
-            text=_document("Tenant not found", body), status=404, content_type="text/html"
+            text=html_page("Tenant not found", body), status=404, content_type="text/html"
         )
     return web.Response(
-        text=_document(f"Tenant {row['name']}", _tenant_body(request, row)),
+        text=html_page(f"Tenant {row['name']}", _tenant_body(request, row)),
         content_type="text/html",
     )
 
@@ -88,4 +88,4 @@ async def login_page(request: web.Request) -> web.Response:
         "<code>zenml login &lt;tenant url&gt; --api-key</code> takes an API "
         "key the daemon issued.</p>"
     )
-    return web.Response(text=_document("Sign in", body), content_type="text/html")
+    return web.Response(text=html_page("Sign in", body), content_type="text/html")

@@ -148,7 +148,7 @@ async def approve_device(request: web.Request) -> web.Response:
         row["id"], user["id"], tenant["id"],
     )
     return web.Response(
-        text=_document(
+        text=html_page(
             "Device approved",
             f"<p>The <code>zenml</code> CLI is now signed in to tenant "
             f"<b>{html.escape(tenant['name'])}</b>. You can close this page.</p>",
@@ -170,13 +170,14 @@ def _page(user_code: str, tenant: str, error: str, status: int = 200) -> web.Res
   <button type="submit">Approve</button>
 </form>"""
     return web.Response(
-        text=_document("Sign in to approve zenml login", body),
+        text=html_page("Sign in to approve zenml login", body),
         status=status,
         content_type="text/html",
     )
 
 
-def _document(title: str, body: str) -> str:
+def html_page(title: str, body: str) -> str:
+    """Return a small standalone HTML page; ``body`` must be escaped already."""
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:40em;margin:3em auto}}

@@ -1,4 +1,4 @@
-"""Which credential each user last signed in to each tenant with.
+"""The credential of each user's latest sign-in to each tenant.
 
 A tenant server keeps its own session token for up to an hour after a
 login through the management plane, and only passes the user id to

@@ -29,7 +29,7 @@ TOKEN_LIFETIME = 3600
 
 @dataclass(frozen=True)
 class TokenHolder:
-    """Who a verified token stands for."""
+    """The user or tenant behind a verified token."""
 
     kind: str  # "user" or "tenant"
     user: dict | None

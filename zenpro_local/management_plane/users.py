@@ -42,7 +42,7 @@ async def authorize_server(request: web.Request) -> web.Response:
         raise not_found("server", server_id)
     user = holder.user
     if not can_see_tenant(load_principal(store, user), tenant):
-        logger.info("User %s refused on tenant %s: no role", user["id"], tenant["id"])
+        logger.info("User %s rejected on tenant %s: no role", user["id"], tenant["id"])
         raise ApiError(403, f"user {user['username']!r} has no role on this tenant")
 
     logins.record(store, tenant["id"], user["id"], holder.api_key_id)
