@@ -19,6 +19,7 @@ from aiohttp import web
 from zenpro_local import credentials
 from zenpro_local.api.access import can_see_tenant
 from zenpro_local.api.context import context
+from zenpro_local.api.ratelimit import AUTH_LIMITER, client_address
 from zenpro_local.management_plane.routing import route
 from zenpro_local.authz import load_principal
 from zenpro_local.management_plane import PREFIX, urls
@@ -123,11 +124,19 @@ async def approve_device(request: web.Request) -> web.Response:
         return _page(user_code, tenant_ref, "This code is unknown, used or expired: "
                      "run 'zenml login' again.", status=400)
 
+    # Passwords are chosen by people, so failures count against the same
+    # per-address limit as the admin API's. NOTE: behind Caddy every
+    # browser has Caddy's address, so the limit is shared by all of them.
+    limiter = request.app[AUTH_LIMITER]
+    address = client_address(request)
+    limiter.check(address)
     user = store.query_one(
         "SELECT * FROM users WHERE username = ?", [str(form.get("username", ""))]
     )
     password = str(form.get("password", ""))
     if user is None or not credentials.verify_password(password, user["password_hash"]):
+        limiter.record_failure(address)
+        logger.info("Device approval with a wrong password from %s", address)
         return _page(user_code, tenant_ref, "Wrong username or password.", status=401)
     if not user["is_active"]:
         return _page(user_code, tenant_ref, "This user is deactivated.", status=403)
