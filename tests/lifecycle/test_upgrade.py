@@ -1,16 +1,19 @@
 """Upgrading a tenant's ZenML version, and rolling back a failed upgrade.
 
-These run with the Docker runtime: each ZenML version is an image, and the
-older one is built offline once per machine.
+With Docker each ZenML version is an image, the older one built offline
+once per machine; with local processes each version is a virtual
+environment, made once per machine in the test cache.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import docker
 import pytest
 
+from tests.conftest import cache_dir
 from tests.lifecycle.conftest import IMAGE
 from tests.lifecycle.test_tenant_lifecycle import (
     local_url,
@@ -25,28 +28,42 @@ OLD_IMAGE = f"zenmldocker/zenml-server:{OLD_VERSION}"
 BROKEN_VERSION = "9.9.9"
 BROKEN_IMAGE = f"zenmldocker/zenml-server:{BROKEN_VERSION}"
 
-pytestmark = pytest.mark.parametrize("runtime_kind", ["docker"], indirect=True)
+@pytest.fixture
+def old_version(runtime_kind: str, request) -> str:
+    """The older ZenML version, installed for the runtime under test."""
+    if runtime_kind == "docker":
+        client = request.getfixturevalue("docker_client")
+        try:
+            client.images.get(OLD_IMAGE)
+        except docker.errors.ImageNotFound:
+            from zenpro_local.images import build_image, default_work_dir
 
+            build_image(OLD_VERSION, OLD_IMAGE, default_work_dir(), client=client)
+    else:
+        from zenpro_local.runtime.venvs import VenvManager
 
-@pytest.fixture(scope="session")
-def old_image(docker_client: docker.DockerClient) -> str:
-    try:
-        docker_client.images.get(OLD_IMAGE)
-    except docker.errors.ImageNotFound:
-        from zenpro_local.images import build_image, default_work_dir
-
-        build_image(OLD_VERSION, OLD_IMAGE, default_work_dir(), client=docker_client)
-    return OLD_IMAGE
+        asyncio.run(VenvManager(cache_dir() / "venvs").ensure_venv(OLD_VERSION))
+    return OLD_VERSION
 
 
 @pytest.fixture
-def broken_image(docker_client: docker.DockerClient):
-    dockerfile = f"FROM {IMAGE}\nENTRYPOINT [\"sh\", \"-c\", \"echo broken server >&2; exit 3\"]\n"
-    docker_client.images.build(
-        fileobj=io.BytesIO(dockerfile.encode()), tag=BROKEN_IMAGE, rm=True
+def broken_version(runtime_kind: str, request):
+    """A version whose server cannot start: the failure a bad upgrade meets.
+
+    For Docker it is an image whose server exits at once; for local
+    processes no such ZenML release exists, so its install fails.
+    """
+    if runtime_kind == "process":
+        yield BROKEN_VERSION, BROKEN_VERSION
+        return
+    client = request.getfixturevalue("docker_client")
+    dockerfile = (
+        f"FROM {IMAGE}\n"
+        'ENTRYPOINT ["sh", "-c", "echo broken server >&2; exit 3"]\n'
     )
-    yield BROKEN_IMAGE
-    docker_client.images.remove(BROKEN_IMAGE, force=True)
+    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=BROKEN_IMAGE, rm=True)
+    yield BROKEN_VERSION, "broken server"
+    client.images.remove(BROKEN_IMAGE, force=True)
 
 
 async def create_available(tenant_daemon, version: str) -> dict:
@@ -76,8 +93,8 @@ async def server_version(base_url: str) -> str:
             return (await response.json())["version"]
 
 
-async def test_upgrade_keeps_data(tenant_daemon, old_image):
-    tenant = await create_available(tenant_daemon, OLD_VERSION)
+async def test_upgrade_keeps_data(tenant_daemon, old_version):
+    tenant = await create_available(tenant_daemon, old_version)
     base_url = await local_url(tenant_daemon, tenant["id"])
     api_key = await new_api_key(tenant_daemon, tenant["id"])
     await write_tag(base_url, api_key, "kept-through-upgrade")
@@ -93,17 +110,18 @@ async def test_upgrade_keeps_data(tenant_daemon, old_image):
     assert [path.name.endswith(f"-{OLD_VERSION}.db") for path in snapshots] == [True]
 
 
-async def test_failed_upgrade_rolls_back(tenant_daemon, broken_image):
+async def test_failed_upgrade_rolls_back(tenant_daemon, broken_version):
+    version, symptom = broken_version
     tenant = await create_available(tenant_daemon, "0.98.0")
     base_url = await local_url(tenant_daemon, tenant["id"])
     api_key = await new_api_key(tenant_daemon, tenant["id"])
     await write_tag(base_url, api_key, "kept-through-rollback")
 
-    after = await upgrade(tenant_daemon, tenant["id"], BROKEN_VERSION)
+    after = await upgrade(tenant_daemon, tenant["id"], version)
 
     assert after["zenml_version"] == "0.98.0"
     assert "rolled back" in after["status_reason"]
-    assert "broken server" in after["status_reason"]
+    assert symptom in after["status_reason"]
     assert await server_version(base_url) == "0.98.0"
     assert "kept-through-rollback" in await tag_names(base_url, api_key)
     events = await tenant_daemon.call("GET", f"/api/v1/tenants/{tenant['id']}/events?limit=1000")
