@@ -413,8 +413,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--batch",
         type=int,
-        default=10,
-        help="Tenants created at once while setting up (default 10).",
+        default=5,
+        help="Tenants created at once while setting up (default 5). Larger "
+        "batches on 2 cores can time out the servers' first API request.",
     )
     parser.add_argument(
         "--restarts", type=int, default=3, help="Daemon restarts measured (default 3)."
