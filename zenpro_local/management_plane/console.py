@@ -16,7 +16,7 @@ from aiohttp import web
 from zenpro_local.api.context import context
 from zenpro_local.management_plane.routing import path_param, route
 from zenpro_local.management_plane import CONSOLE, urls
-from zenpro_local.management_plane.device import html_page
+from zenpro_local.management_plane.pages import html_page
 
 TAG = "management plane"
 

@@ -23,6 +23,7 @@ from zenpro_local.api.ratelimit import AUTH_LIMITER, client_address
 from zenpro_local.management_plane.routing import route
 from zenpro_local.authz import load_principal
 from zenpro_local.management_plane import PREFIX, urls
+from zenpro_local.management_plane.pages import html_page
 from zenpro_local.store import Store, new_id, utcnow
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,12 @@ async def authorize_device(request: web.Request) -> web.Response:
             "created": utcnow(),
             "expires": expires.isoformat(timespec="microseconds"),
         }
+    )
+    # Codes older than a day are of no use to anyone; drop them.
+    cutoff = datetime.now(timezone.utc) - timedelta(days=1)
+    store.db.execute(
+        "DELETE FROM device_authorizations WHERE expires < ?",
+        [cutoff.isoformat(timespec="microseconds")],
     )
     page = urls.api_url(context(request).settings) + "/device"
     return web.json_response(
@@ -183,12 +190,3 @@ def _page(user_code: str, tenant: str, error: str, status: int = 200) -> web.Res
         status=status,
         content_type="text/html",
     )
-
-
-def html_page(title: str, body: str) -> str:
-    """Return a small standalone HTML page; ``body`` must be escaped already."""
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;max-width:40em;margin:3em auto}}
-label{{display:block;margin:.5em 0}}.error{{color:#b00}}</style></head>
-<body><h1>{html.escape(title)}</h1>{body}</body></html>"""
