@@ -1,6 +1,6 @@
 """The baseline of the admin API benchmark: a bare aiohttp handler.
 
-It answers ``GET /api/v1/tenants`` with bodies captured from the daemon,
+It serves ``GET /api/v1/tenants`` with bodies captured from the daemon,
 chosen by the request's ``Authorization`` header, and does nothing else: no
 middleware, no database, no authentication. The daemon's throughput is
 reported as a fraction of this server's, measured in the same run with the

@@ -43,7 +43,7 @@ _TENANT_ROLE_IDS = ("tenant-admin", "tenant-developer", "tenant-viewer")
 
 @dataclass(frozen=True)
 class SeedInfo:
-    """What the benchmarks need to know about a seeded data folder."""
+    """Facts about a seeded data folder that the benchmarks use."""
 
     data_dir: str
     admin_token: str
@@ -65,11 +65,11 @@ def seed(data_dir: Path, random_seed: int = 1) -> SeedInfo:
     """Create the benchmark state in the new data folder ``data_dir``.
 
     Raises:
-        FileExistsError: ``data_dir`` already holds a state database.
+        FileExistsError: ``data_dir`` already contains a state database.
     """
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if (data_dir / "state.db").exists():
-        raise FileExistsError(f"{data_dir} already holds a state database")
+        raise FileExistsError(f"{data_dir} already contains a state database")
     store = Store.open(data_dir / "state.db")
     try:
         authz.sync_predefined_roles(store)

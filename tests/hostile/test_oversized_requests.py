@@ -2,7 +2,7 @@
 
 aiohttp's HTTP parser rejects these before any middleware runs, so the
 response is aiohttp's own ``text/plain`` 400 rather than the API's JSON
-error shape. The tests check that it is a 4xx that says what was wrong, that the
+error shape. The tests check that it is a 4xx that names the problem, that the
 connection is closed, that the daemon keeps serving, and that the log line
 aiohttp writes does not repeat a key that was in the rejected header.
 """
