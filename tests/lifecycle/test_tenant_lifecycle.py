@@ -303,6 +303,30 @@ async def wait_health(url: str, timeout: float = 60) -> None:
     pytest.fail(f"daemon at {url} did not answer /health")
 
 
+def caddy_pids(data_dir) -> list[int]:
+    """Return the pids of Caddy processes working in ``data_dir``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as file:
+                command = file.read().split(b"\0")
+        except OSError:
+            continue
+        if command and command[0].endswith(b"caddy") and str(data_dir).encode() in b" ".join(command):
+            found.append(int(entry))
+    return found
+
+
+async def wait_caddy_gone(data_dir, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while caddy_pids(data_dir):
+        if time.monotonic() > deadline:
+            pytest.fail(f"Caddy outlived its killed daemon: pids {caddy_pids(data_dir)}")
+        await asyncio.sleep(0.2)
+
+
 @pytest.mark.parametrize("kind", ["docker", "process"])
 async def test_killed_daemon_converges(tmp_path, kind, request):
     if kind == "docker":
@@ -334,6 +358,7 @@ async def test_killed_daemon_converges(tmp_path, kind, request):
                         break
                 await asyncio.sleep(0.1)
             daemon.kill()
+            await wait_caddy_gone(data_dir)
 
             daemon = start_daemon_process(data_dir, port, kind)
             await wait_health(daemon.url)

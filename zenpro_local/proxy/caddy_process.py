@@ -15,6 +15,7 @@ endpoint only. The daemon's reconcile then puts everything back.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import logging
 import os
@@ -28,6 +29,9 @@ from zenpro_local.proxy.caddy_admin import AdminAddress, CaddyAdmin
 from zenpro_local.proxy.errors import ProxyError
 
 logger = logging.getLogger(__name__)
+
+# prctl option that makes the kernel signal a child when its parent exits.
+_PR_SET_PDEATHSIG = 1
 
 # The kernel limits a Unix socket path to 108 bytes, the final NUL included.
 MAX_SOCKET_PATH = 107
@@ -154,6 +158,10 @@ class CaddyProcess:
                 # Its own process group: a Ctrl+C meant for the daemon must
                 # not stop Caddy before the daemon closes it in order.
                 start_new_session=True,
+                # A Caddy left behind by a killed daemon would keep serving
+                # stale routes on the shared port (Caddy binds with
+                # SO_REUSEPORT), so it ends with the daemon.
+                preexec_fn=_end_with_parent,
             )
         self._stopping = False
         logger.info("Started Caddy %s (pid %d)", binary, self._process.pid)
@@ -253,3 +261,15 @@ class CaddyProcess:
             f"Caddy did not respond on {self.admin_address} within "
             f"{self.start_timeout:g} s. Its log ends with:\n{self.log_tail()}"
         )
+
+
+def _end_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this child when the daemon exits.
+
+    Runs in the forked child before exec; a no-op where prctl is missing.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
