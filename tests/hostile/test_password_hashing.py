@@ -38,5 +38,5 @@ async def test_password_changes_do_not_block_reads(daemon):
     changes_done = await asyncio.gather(*changes)
 
     # Four hashes take well over the time of five small reads, unless each
-    # hash holds the event loop and the reads wait for it.
+    # hash blocks the event loop and the reads wait for it.
     assert reads_done < max(changes_done)

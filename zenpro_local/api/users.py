@@ -139,8 +139,8 @@ def create_user_row(
 async def hash_password(password: str) -> str:
     """Hash ``password`` in a worker thread.
 
-    scrypt takes tens of milliseconds of CPU (see ``credentials``), and on
-    the event loop that delay would fall on every other request: one client
+    scrypt takes tens of milliseconds of CPU (see ``credentials``). On the
+    event loop that delay would fall on every other request. One client
     changing its password in a loop cut list throughput from about 11,500
     to 1,100 requests per second.
     """
