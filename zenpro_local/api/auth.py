@@ -79,8 +79,8 @@ def authenticate_api_key(store: Store, key: str) -> Principal:
     """Return the principal of a valid API key.
 
     The key's row, its user and the user's grants are cached in
-    ``store.cache`` until the state changes; the key itself, revocation,
-    expiry and the user's status are checked on every call.
+    ``store.cache`` until the state changes. The key itself, revocation,
+    expiry and the user's status are still checked on every call.
 
     Raises:
         ApiError: 401 for a malformed, unknown, revoked or expired key, or a

@@ -124,7 +124,7 @@ _RETRY_AFTER = {
 }
 
 
-def _operation_object(operation: Operation) -> dict:
+def _responses(operation: Operation) -> dict:
     responses = {str(operation.status): _success(operation)}
     errors = set(operation.errors)
     if not operation.public:
@@ -138,15 +138,20 @@ def _operation_object(operation: Operation) -> dict:
         }
     if "429" in responses:
         responses["429"]["headers"] = {"Retry-After": _RETRY_AFTER}
+
     bad_request = responses.setdefault("400", {"description": "", "content": {}})
     bad_request["description"] = _PARSER_ERROR_DESCRIPTION
     bad_request["content"]["text/plain"] = {"schema": {"type": "string"}}
+    return responses
+
+
+def _operation_object(operation: Operation) -> dict:
     document = {
         "summary": operation.summary,
         "operationId": operation.handler.__name__,
         "tags": [operation.tag],
         "parameters": _parameters(operation),
-        "responses": responses,
+        "responses": _responses(operation),
     }
     if operation.body is not None:
         ref = _REF_TEMPLATE.format(model=_schema_name(operation.body))
