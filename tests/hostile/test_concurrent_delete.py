@@ -48,11 +48,6 @@ async def test_concurrent_deletes_no_server_error(daemon):
     assert tenant.body["status"] in ("deleting", "deleted")
 
 
-@pytest.mark.xfail(
-    reason="TenantManager.delete records 'delete requested' again for a tenant "
-    "whose delete is already requested when no operation runs",
-    strict=True,
-)
 async def test_concurrent_deletes_one_request_recorded(daemon):
     organization_id = await create_organization(daemon, "acme")
     tenant_id = await create_tenant(daemon, organization_id, "t1")

@@ -189,7 +189,10 @@ async def _user_from_password(request: web.Request, body: SessionCreate) -> dict
     )
     if not (matches and stored and user["is_active"]):
         limiter.record_failure(address)
-        logger.info("Sign-in as %r from %s failed", body.username, address)
+        # An unknown name may be a password typed in the wrong field, so
+        # only known usernames reach the log.
+        who = repr(body.username) if user else "an unknown user"
+        logger.info("Sign-in as %s from %s failed", who, address)
         raise ApiError(401, "sign-in failed: wrong username or password")
     return user
 

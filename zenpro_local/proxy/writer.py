@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -48,6 +49,8 @@ logger = logging.getLogger(__name__)
 MAX_CONFLICTS = 3
 # Probes run at most this many at once.
 PROBE_CONCURRENCY = 8
+# Largest number of changed hosts probed after a full configuration write.
+FULL_WRITE_PROBES = 16
 
 
 @dataclass
@@ -372,6 +375,12 @@ class RouteWriter:
             len(routes),
             len(probed) + len(gone_hosts),
         )
+        # One full write loads every route at once, so a sample shows that
+        # Caddy serves it; probing a thousand hosts would delay start-up.
+        if len(probed) > FULL_WRITE_PROBES:
+            probed = random.sample(probed, FULL_WRITE_PROBES)
+        if len(gone_hosts) > FULL_WRITE_PROBES:
+            gone_hosts = random.sample(gone_hosts, FULL_WRITE_PROBES)
         await self._probe(probed, gone_hosts, admin=True)
 
     async def _probe(

@@ -72,8 +72,10 @@ class OperationFailed(Exception):
 
 @dataclass
 class RunningOperation:
+    """An operation on a tenant; ``task`` is None while it waits to start."""
+
     name: str
-    task: asyncio.Task
+    task: asyncio.Task | None
 
 
 class TenantManager:
@@ -104,7 +106,11 @@ class TenantManager:
     async def close(self) -> None:
         """Cancel running operations; tenant servers keep running."""
         self._closing = True
-        tasks = [operation.task for operation in self._running.values()]
+        tasks = [
+            operation.task
+            for operation in self._running.values()
+            if operation.task is not None
+        ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -332,7 +338,10 @@ class TenantManager:
         Raises:
             ApiError: 409 when another operation runs on the tenant.
         """
-        if row["deleted"] and not purge:
+        running = self.busy(row["id"])
+        already = row["desired_state"] == "deleted" or running in ("delete", "purge")
+        # Deleting again is a no-op; a purge may still follow a plain delete.
+        if already and (not purge or running == "purge"):
             return row
         await self._begin(row, "purge" if purge else "delete", actor_id, stop=True)
         self._write(row["id"], desired_state="deleted", status="deleting")
@@ -403,6 +412,9 @@ class TenantManager:
         self._ensure_free(row, name, stop)
         running = self._running.get(row["id"])
         if running is not None:
+            # Claim the tenant before awaiting, so a request arriving in the
+            # meantime sees this operation and not the one being cancelled.
+            self._running[row["id"]] = RunningOperation(name, None)
             running.task.cancel()
             await asyncio.gather(running.task, return_exceptions=True)
             self._event(row, "interrupted", f"{running.name} interrupted by {name}", actor_id)
