@@ -14,11 +14,16 @@ from zenpro_local.management_plane import CONSOLE, PREFIX
 ADMIN_SUBDOMAIN = "admin"
 
 
+def admin_host(settings: Settings) -> str:
+    """Return the host name of the admin API and the management plane."""
+    return f"{ADMIN_SUBDOMAIN}.{settings['base_domain']}"
+
+
 def admin_url(settings: Settings) -> str:
     """Return the HTTPS origin of the admin API, through Caddy."""
     port = settings["https_port"]
     suffix = "" if port == 443 else f":{port}"
-    return f"https://{ADMIN_SUBDOMAIN}.{settings['base_domain']}{suffix}"
+    return f"https://{admin_host(settings)}{suffix}"
 
 
 def api_url(settings: Settings) -> str:

@@ -644,9 +644,7 @@ class TenantManager:
                 # bridge gateway, and reads the CA from a read-only mount.
                 mounts[ca_file] = CONTAINER_CA_FILE
                 ca_file = CONTAINER_CA_FILE
-                extra_hosts[urls.admin_url(self.settings).split("//")[1].split(":")[0]] = (
-                    "host-gateway"
-                )
+                extra_hosts[urls.admin_host(self.settings)] = "host-gateway"
             environment["REQUESTS_CA_BUNDLE"] = ca_file
         return TenantSpec(
             tenant_id=row["id"],
