@@ -54,6 +54,7 @@ def _tenant_body(request: web.Request, row: dict) -> str:
     url = html.escape(context(request).tenants.url(row["name"]))
     settings = context(request).settings
     ca_url = html.escape(urls.admin_url(settings) + "/api/v1/ca.pem")
+    api_url = html.escape(urls.api_url(settings))
     reason = html.escape(row["status_reason"]) if row["status_reason"] else ""
     return f"""
 <p>Status: <b>{html.escape(row['status'])}</b> {reason}</p>
@@ -63,6 +64,8 @@ Users and roles come from the organization in the daemon.</p>
 <ol>
 <li>Trust the daemon's CA: download <a href="{ca_url}">ca.pem</a> and set
 <code>REQUESTS_CA_BUNDLE</code> to its path.</li>
+<li>Set <code>ZENML_PRO_API_URL={api_url}</code>: the <code>zenml</code>
+CLI sends API keys of the daemon there.</li>
 <li>Create an API key for yourself in the daemon, then run
 <code>zenml login {url} --api-key</code> and paste the key; or run
 <code>zenml login {url}</code> and approve the login in the browser page
