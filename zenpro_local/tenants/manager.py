@@ -514,9 +514,13 @@ class TenantManager:
         await self._wait_healthy(row, spec)
 
     async def _wait_healthy(self, row: dict, spec: TenantSpec) -> None:
+        restarts = (await self.runtime.inspect(row["id"])).restart_count
+
         async def still_running() -> bool:
+            # A server that exits is restarted by Docker's restart policy;
+            # a growing restart count means it crashed, so stop waiting.
             info = await self.runtime.inspect(row["id"])
-            return info.state is InstanceState.RUNNING
+            return info.state is InstanceState.RUNNING and info.restart_count == restarts
 
         try:
             await zenml_api.wait_healthy(
