@@ -8,6 +8,7 @@ those operations return 202 with the tenant as it is now, and its
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -26,7 +27,9 @@ from zenpro_local.api.requests import (
 )
 from zenpro_local.api.routing import PAGINATION, QueryParam, route
 from zenpro_local.authz import allowed
-from zenpro_local.tenants.manager import TenantManager
+
+if TYPE_CHECKING:
+    from zenpro_local.tenants.manager import TenantManager
 
 logger = logging.getLogger(__name__)
 

@@ -371,7 +371,7 @@ class TenantManager:
                 account_name=f"zenpro-{caller.username}",
                 key_name=f"zenpro-{utcnow()}",
             )
-        except (zenml_api.ZenMLApiError, aiohttp.ClientError) as error:
+        except (zenml_api.ZenMLApiError, aiohttp.ClientError, TimeoutError) as error:
             logger.error("Creating a ZenML API key on tenant %s failed: %s", row["id"], error)
             raise ApiError(503, f"the tenant's server did not create the key: {error}")
         self._event(
@@ -441,7 +441,7 @@ class TenantManager:
             await self._fail(tenant_id, name, str(error))
         except Exception as error:
             logger.exception("Operation %s on tenant %s crashed", name, tenant_id)
-            await self._fail(tenant_id, name, f"internal error: {error}")
+            await self._fail(tenant_id, name, f"internal error: {error!r}")
         finally:
             current = self._running.get(tenant_id)
             if current is not None and current.task is asyncio.current_task():
@@ -468,7 +468,6 @@ class TenantManager:
         await self.routes.unavailable(row, "the tenant's server is starting")
         row = await self._ensure_port(row)
         await self._start_server(row)
-        await self._configure(row)
         await self.routes.available(row, self._upstream(row))
         self._write(tenant_id, status="available", status_reason="")
         self._event(row, "available", f"tenant is available at {self.url(row['name'])}", None)
@@ -533,26 +532,6 @@ class TenantManager:
             tail = (await self.runtime.logs(row["id"], tail=20)).strip()
             last_lines = "\n".join(tail.splitlines()[-5:])
             raise OperationFailed(f"{error}; last log lines:\n{last_lines}") from None
-
-    async def _configure(self, row: dict) -> None:
-        """Activate a fresh local-auth server with the daemon's admin user.
-
-        A server in organization mode has no local users to activate.
-        """
-        if row["auth_mode"] == "organization":
-            return
-        base_url = self._base_url(row)
-        try:
-            info = await zenml_api.server_info(self.session, base_url)
-            if info.get("active", True):
-                return
-            self._event(row, "step", "activating the ZenML server", None)
-            values = self.secretbox.open(row["secrets"])
-            await zenml_api.activate(
-                self.session, base_url, ADMIN_USERNAME, values["admin_password"]
-            )
-        except (zenml_api.ZenMLApiError, aiohttp.ClientError) as error:
-            raise OperationFailed(f"configuring the ZenML server failed: {error}") from None
 
     async def _deactivate(self, tenant_id: str) -> None:
         row = self._require(tenant_id)
@@ -650,6 +629,14 @@ class TenantManager:
                 ca_file = CONTAINER_CA_FILE
                 extra_hosts[urls.admin_host(self.settings)] = "host-gateway"
             environment["REQUESTS_CA_BUNDLE"] = ca_file
+        else:
+            # The server activates itself with the daemon's admin user when
+            # it creates its database, so provisioning makes no API call.
+            # Like the JWT key, the password is visible to whoever may
+            # inspect the container.
+            environment["ZENML_SERVER_AUTO_ACTIVATE"] = "true"
+            environment["ZENML_DEFAULT_USER_NAME"] = ADMIN_USERNAME
+            environment["ZENML_DEFAULT_USER_PASSWORD"] = values["admin_password"]
         return TenantSpec(
             tenant_id=row["id"],
             organization_id=row["organization_id"],

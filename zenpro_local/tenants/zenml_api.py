@@ -12,6 +12,10 @@ import aiohttp
 logger = logging.getLogger(__name__)
 
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=15)
+# Seconds between two /health polls, and between two checks that the
+# server still runs, while waiting for a server to start.
+HEALTH_POLL = 0.1
+RUNNING_CHECK = 1.0
 # A healthy server answers /health in milliseconds; a hung one never does.
 _HEALTH_TIMEOUT = aiohttp.ClientTimeout(total=5)
 
@@ -44,18 +48,23 @@ async def wait_healthy(
 ) -> None:
     """Wait until ``/health`` answers, the server ends, or ``timeout`` passes.
 
+    ``/health`` is polled every :data:`HEALTH_POLL` seconds, so a server is
+    seen at most that long after it is up; ``still_running``, which may ask
+    the runtime, every :data:`RUNNING_CHECK` seconds.
+
     Raises:
         ZenMLApiError: the server ended or did not answer in time.
     """
     deadline = time.monotonic() + timeout
-    delay = 0.2
+    next_check = time.monotonic() + RUNNING_CHECK
     while time.monotonic() < deadline:
         if await is_healthy(session, base_url):
             return
-        if not await still_running():
-            raise ZenMLApiError("the server exited before answering /health")
-        await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 2.0)
+        if time.monotonic() >= next_check:
+            if not await still_running():
+                raise ZenMLApiError("the server exited before answering /health")
+            next_check = time.monotonic() + RUNNING_CHECK
+        await asyncio.sleep(HEALTH_POLL)
     raise ZenMLApiError(f"the server did not answer /health within {timeout:.0f} s")
 
 
