@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import random
 
 import docker
 import pytest
@@ -25,7 +26,8 @@ from tests.lifecycle.test_tenant_lifecycle import (
 OLD_VERSION = "0.97.0"
 OLD_IMAGE = f"zenmldocker/zenml-server:{OLD_VERSION}"
 # A version whose image starts no server: the failure a bad upgrade meets.
-BROKEN_VERSION = "9.9.9"
+# Its patch number differs per run, so runs at once never share the tag.
+BROKEN_VERSION = f"9.9.{random.randrange(1000)}"
 BROKEN_IMAGE = f"zenmldocker/zenml-server:{BROKEN_VERSION}"
 
 @pytest.fixture
@@ -63,7 +65,10 @@ def broken_version(runtime_kind: str, request):
     )
     client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=BROKEN_IMAGE, rm=True)
     yield BROKEN_VERSION, "broken server"
-    client.images.remove(BROKEN_IMAGE, force=True)
+    try:
+        client.images.remove(BROKEN_IMAGE, force=True)
+    except docker.errors.ImageNotFound:
+        pass
 
 
 async def create_available(tenant_daemon, version: str) -> dict:
