@@ -11,6 +11,7 @@ from pydantic import Field
 from zenpro_local import authz
 from zenpro_local.api import access, models
 from zenpro_local.api.auth import principal
+from zenpro_local.api.changes import save_changes
 from zenpro_local.api.context import context
 from zenpro_local.api.errors import ApiError, conflict, not_found
 from zenpro_local.api.requests import page, pagination, read_body
@@ -158,22 +159,16 @@ async def update_organization(request: web.Request) -> web.Response:
     if not changes:
         return web.json_response(serialize(row))
 
-    store = context(request).store
-    changes["updated"] = utcnow()
-    try:
-        with store.transaction() as db:
-            db["organizations"].update(organization_id, changes)
-            store.record_event(
-                "updated",
-                "organization",
-                organization_id,
-                actor_id=principal(request).user_id,
-                organization_id=organization_id,
-                message="changed " + ", ".join(sorted(changes)),
-            )
-    except sqlite3.IntegrityError:
-        raise _name_taken(changes["name"]) from None
-    return web.json_response(serialize({**row, **changes}))
+    saved = save_changes(
+        request,
+        "organizations",
+        row,
+        changes,
+        object_type="organization",
+        organization_id=organization_id,
+        name_taken=_name_taken,
+    )
+    return web.json_response(serialize(saved))
 
 
 @route(

@@ -11,6 +11,7 @@ from aiohttp import web
 from zenpro_local import authz
 from zenpro_local.api import access, models
 from zenpro_local.api.auth import principal
+from zenpro_local.api.changes import save_changes
 from zenpro_local.api.context import context
 from zenpro_local.api.errors import ApiError, conflict, forbidden, invalid, not_found
 from zenpro_local.api.requests import page, pagination, read_body
@@ -204,22 +205,16 @@ async def update_role(request: web.Request) -> web.Response:
     if not changes:
         return web.json_response(serialize(row))
 
-    changes["updated"] = utcnow()
-    store = context(request).store
-    try:
-        with store.transaction() as db:
-            db["roles"].update(row["id"], changes)
-            store.record_event(
-                "updated",
-                "role",
-                row["id"],
-                actor_id=principal(request).user_id,
-                organization_id=row["organization_id"],
-                message="changed " + ", ".join(sorted(changes)),
-            )
-    except sqlite3.IntegrityError:
-        raise _name_taken(changes["name"]) from None
-    return web.json_response(serialize({**row, **changes}))
+    saved = save_changes(
+        request,
+        "roles",
+        row,
+        changes,
+        object_type="role",
+        organization_id=row["organization_id"],
+        name_taken=_name_taken,
+    )
+    return web.json_response(serialize(saved))
 
 
 @route(
