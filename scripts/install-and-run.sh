@@ -72,5 +72,5 @@ TEXT
     fi
     sleep 0.5
 done
-echo "error: zenpro-local did not answer within 60 s; see $DATA_DIR/daemon.log" >&2
+echo "error: timed out: zenpro-local did not respond to /health within 60 s; see $DATA_DIR/daemon.log" >&2
 exit 1

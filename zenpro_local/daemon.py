@@ -41,7 +41,7 @@ def daemon_id(data_dir: Path) -> str:
 
 
 def docker_answers(url: str) -> bool:
-    """Return whether a Docker engine answers a ping at ``url`` (or the default)."""
+    """Return whether a Docker engine responds to a ping at ``url`` (or the default)."""
     import docker
 
     try:
@@ -51,7 +51,7 @@ def docker_answers(url: str) -> bool:
         finally:
             client.close()
     except Exception as error:  # the SDK raises many kinds for "no engine"
-        logger.info("No Docker engine answers (%s)", error.__class__.__name__)
+        logger.info("No Docker engine responds (%s)", error.__class__.__name__)
         return False
     return True
 

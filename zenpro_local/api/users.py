@@ -150,7 +150,7 @@ async def hash_password(password: str) -> str:
 def insert_api_key(
     store: Store, user_id: str, note: str, expires_in_days: int | None
 ) -> dict:
-    """Create an API key for ``user_id``; the returned dict holds the key."""
+    """Create an API key for ``user_id``; the returned dict contains the key."""
     new_key = credentials.generate_api_key()
     expires = None
     if expires_in_days is not None:

@@ -38,7 +38,7 @@ class TenantRuntimeError(Exception):
 
 
 class InstanceState(enum.Enum):
-    """What a runtime observes about one tenant's server."""
+    """State of one tenant's server as the runtime observes it."""
 
     MISSING = "missing"  # nothing exists for the tenant (or only its data)
     CREATED = "created"  # created but never started, or stopped

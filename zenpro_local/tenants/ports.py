@@ -33,7 +33,7 @@ def is_bindable(port: int) -> bool:
 
 
 def allocate(store: Store, ports: range) -> int:
-    """Return the lowest port of ``ports`` that no tenant holds and is free.
+    """Return the lowest port of ``ports`` that no tenant uses and nothing listens on.
 
     Raises:
         NoFreePortError: naming the range, with the setting that widens it.

@@ -111,7 +111,7 @@ class Reconciler:
             await self._reconcile_routes()
 
     async def _reconcile_routes(self) -> None:
-        """Put Caddy's routes back as the state says; renew the certificate."""
+        """Restore Caddy's routes from the state database and renew the certificate."""
         routes = self.manager.routes
         rows = self.manager.store.query_all("SELECT * FROM tenants")
         try:
@@ -188,7 +188,7 @@ class Reconciler:
             if now - health.restarts[-1] < backoff:
                 return
         logger.warning(
-            "Tenant %s (%s) is not answering; restarting it", row["id"], row["name"]
+            "Tenant %s (%s) does not respond to /health; restarting it", row["id"], row["name"]
         )
         health.restarts.append(now)
         health.failures = 0

@@ -16,12 +16,12 @@ _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=15)
 # server still runs, while waiting for a server to start.
 HEALTH_POLL = 0.1
 RUNNING_CHECK = 1.0
-# A healthy server answers /health in milliseconds; a hung one never does.
+# A healthy server responds to /health in milliseconds; a hung one never does.
 _HEALTH_TIMEOUT = aiohttp.ClientTimeout(total=5)
 
 
 class ZenMLApiError(Exception):
-    """A ZenML server answered an error or could not be reached."""
+    """A ZenML server returned an error or could not be reached."""
 
 
 async def _json(response: aiohttp.ClientResponse, what: str) -> dict:
@@ -32,7 +32,7 @@ async def _json(response: aiohttp.ClientResponse, what: str) -> dict:
 
 
 async def is_healthy(session: aiohttp.ClientSession, base_url: str) -> bool:
-    """Return whether ``GET /health`` answers 200."""
+    """Return whether ``GET /health`` returns 200."""
     try:
         async with session.get(f"{base_url}/health", timeout=_HEALTH_TIMEOUT) as response:
             return response.status == 200
@@ -49,8 +49,8 @@ async def wait_healthy(
     """Wait until ``/health`` answers, the server ends, or ``timeout`` passes.
 
     ``/health`` is polled every :data:`HEALTH_POLL` seconds, so a server is
-    seen at most that long after it is up; ``still_running``, which may ask
-    the runtime, every :data:`RUNNING_CHECK` seconds.
+    noticed at most that long after it is up. ``still_running`` may call
+    the runtime, so it runs only every :data:`RUNNING_CHECK` seconds.
 
     Raises:
         ZenMLApiError: the server ended or did not answer in time.
@@ -62,10 +62,10 @@ async def wait_healthy(
             return
         if time.monotonic() >= next_check:
             if not await still_running():
-                raise ZenMLApiError("the server exited before answering /health")
+                raise ZenMLApiError("the server exited before /health returned 200")
             next_check = time.monotonic() + RUNNING_CHECK
         await asyncio.sleep(HEALTH_POLL)
-    raise ZenMLApiError(f"the server did not answer /health within {timeout:.0f} s")
+    raise ZenMLApiError(f"timed out: /health did not return 200 within {timeout:.0f} s")
 
 
 async def server_info(session: aiohttp.ClientSession, base_url: str) -> dict:
