@@ -42,6 +42,8 @@ from zenpro_local import authz, bootstrap
 from zenpro_local.management_plane import tokens
 from zenpro_local.store import Store, new_id, utcnow
 
+from admin_api import WRK_SCRIPT
+
 CONCURRENCY = 50
 BATCH = 20
 USERS = 50
@@ -161,6 +163,82 @@ def measure_decision(data_dir: Path, tenant_id: str, users: list[str],
     }
 
 
+WRK_REQUESTS = """
+local users = {%(users)s}
+local counter = 0
+wrk.method = "POST"
+wrk.body = '%(body)s'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(token)s"
+
+request = function()
+  counter = counter + 1
+  local user = users[counter %% #users + 1]
+  return wrk.format(nil, "/mp/rbac/check_permissions?action=update&user_id=" .. user)
+end
+"""
+
+
+async def tenant_token(url: str, tenant_id: str) -> str:
+    """Log in as the tenant with its client credentials; return the token."""
+    async with aiohttp.ClientSession() as session:
+        await wait_healthy(session, url)
+        async with session.post(
+            url + "/mp/auth/login",
+            data={"grant_type": "client_credentials", "client_id": tenant_id,
+                  "client_secret": CLIENT_SECRET, "audience": "zenpro-local"},
+        ) as response:
+            assert response.status == 200, await response.text()
+            return (await response.json())["access_token"]
+
+
+def measure_wrk(port: int, token: str, users: list[str], resources: list[str],
+                seconds: float, work_dir: Path) -> dict:
+    """Load the daemon from wrk, a C client, with CONCURRENCY connections.
+
+    Each request names the next user in turn, so the daemon decides for
+    all 50 users. wrk runs in one thread, so the daemon keeps most of
+    the second core.
+    """
+    script = work_dir / "check_permissions.lua"
+    script.write_text(
+        WRK_REQUESTS % {
+            "users": ", ".join(f'"{user}"' for user in users),
+            "body": json.dumps(resources),
+            "token": token,
+        }
+        + WRK_SCRIPT
+    )
+    # A short warm-up fills the daemon's caches.
+    run_wrk(port, 2, script)
+    return run_wrk(port, seconds, script)
+
+
+def run_wrk(port: int, seconds: float, script: Path) -> dict:
+    command = [
+        "wrk", "--threads", "1", "--connections", str(CONCURRENCY),
+        "--duration", f"{seconds:g}s", "--timeout", "10s",
+        "--script", str(script), f"http://127.0.0.1:{port}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    line = next(
+        line for line in result.stdout.splitlines() if line.startswith("WRK_RESULT ")
+    )
+    figures = json.loads(line.removeprefix("WRK_RESULT "))
+    if figures["non_2xx"] or figures["socket_errors"] or figures["timeouts"]:
+        raise RuntimeError(f"wrk saw failed requests: {figures}")
+    return {
+        "client": "wrk",
+        "requests": figures["requests"],
+        "requests_per_second": round(
+            figures["requests"] / figures["duration_us"] * 1e6
+        ),
+        "p50_ms": figures["p50_us"] / 1000,
+        "p99_ms": figures["p99_us"] / 1000,
+        "concurrency": CONCURRENCY,
+    }
+
+
 async def measure(url: str, tenant_id: str, users: list[str], resources: list[str],
                   seconds: float, concurrency: int) -> dict:
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -228,6 +306,14 @@ def main() -> None:
                 for concurrency in (1, CONCURRENCY)
             ],
         }
+        if shutil.which("wrk"):
+            token = asyncio.run(tenant_token(url, tenant_id))
+            results["http"].append(
+                measure_wrk(port, token, users, resources, arguments.seconds, data_dir)
+            )
+        else:
+            print("wrk is not installed (apt-get install wrk): skipped its run",
+                  file=sys.stderr)
         results.update(measure_decision(data_dir, tenant_id, users, resources))
     finally:
         if process is not None:

@@ -221,6 +221,12 @@ class Principal:
     is_superuser: bool
     grants: list[Grant] = field(default_factory=list)
     api_key_id: str | None = None
+    # (organization id, tenant id) -> the (resource, action) pairs held
+    # there. A principal is rebuilt whenever the state changes, so this
+    # never outlives its grants.
+    _pairs_by_scope: dict[tuple[str, str | None], frozenset[tuple[str, str]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def organization_ids(self) -> set[str]:
         return {grant.organization_id for grant in self.grants}
@@ -236,6 +242,21 @@ class Principal:
             if grant.tenant_id is None or grant.tenant_id == tenant_id:
                 found.extend(grant.permissions)
         return found
+
+    def held(
+        self, organization_id: str, tenant_id: str | None = None
+    ) -> frozenset[tuple[str, str]]:
+        """Return :meth:`permissions` as a set of ``(resource, action)`` pairs."""
+        key = (organization_id, tenant_id)
+        pairs = self._pairs_by_scope.get(key)
+        if pairs is None:
+            pairs = frozenset(
+                (resource, action)
+                for permission in self.permissions(organization_id, tenant_id)
+                for resource, _, action in [permission.partition(":")]
+            )
+            self._pairs_by_scope[key] = pairs
+        return pairs
 
     def tenant_ids_with_grants(self, organization_id: str) -> set[str]:
         return {
@@ -267,8 +288,15 @@ def allowed(
     """
     if principal.is_superuser:
         return True
-    permissions = principal.permissions(organization_id, tenant_id)
-    return any(matches(permission, resource, action) for permission in permissions)
+    # Look up the four pairs that match() accepts instead of scanning every
+    # permission, because each tenant request checks up to 1,000 resources.
+    held = principal.held(organization_id, tenant_id)
+    return (
+        (resource, action) in held
+        or (resource, "*") in held
+        or ("*", action) in held
+        or ("*", "*") in held
+    )
 
 
 def allowed_on_resource(

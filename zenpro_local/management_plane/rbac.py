@@ -5,7 +5,8 @@ without an id means creating or listing. Every answer comes from
 :func:`zenpro_local.authz.allowed_on_resource`, so the tenant enforces the
 same roles as the admin API. Nothing is cached beyond ``store.cache``,
 which is emptied on every change of state: a role taken away counts on the
-tenant's next request.
+tenant's next request. Only a session's validity is also kept for a few
+seconds (:data:`SESSION_CACHE_SECONDS`), as sessions expire on their own.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from zenpro_local.api.context import context
 from zenpro_local.api.errors import ApiError
+from zenpro_local.api.requests import json_body
 from zenpro_local.management_plane.routing import route
 from zenpro_local.authz import Principal, allowed, allowed_on_resource, load_principal
 from zenpro_local.management_plane import PREFIX, bearer, logins
@@ -144,13 +146,40 @@ async def check_permissions(request: web.Request) -> web.Response:
     tenant = bearer.tenant_caller(request)
     user_id = _query(request, "user_id")
     action = _query(request, "action")
-    resources = await request.json()
-    if not isinstance(resources, list) or len(resources) > MAX_RESOURCES:
-        raise ApiError(400, f"the body must be a JSON list of at most "
-                       f"{MAX_RESOURCES} resource strings")
-    resources = [str(resource) for resource in resources]
+    body = await request.read()
     store = context(request).store
-    return web.json_response(check(store, tenant, user_id, action, resources))
+
+    # Tenant servers send the same checks again and again (every list page,
+    # every reload), so the encoded response is kept until the state
+    # changes. The session is still checked, because it can expire on its own.
+    key = ("mp_check", tenant["id"], user_id, action, body)
+    encoded = store.cache.get(key)
+    if encoded is None or not _session_valid(store, tenant["id"], user_id):
+        resources = _resource_list(body)
+        decisions = check(store, tenant, user_id, action, resources)
+        encoded = json.dumps(decisions).encode()
+        store.cache.put(key, encoded, 256 + len(body) + len(encoded))
+    return json_body(encoded)
+
+
+def _resource_list(body: bytes) -> list[str]:
+    """Return the resource strings of a permission check's body.
+
+    Raises:
+        ApiError: 400 unless the body is a JSON list of at most
+            MAX_RESOURCES entries.
+    """
+    try:
+        resources = json.loads(body)
+    except (ValueError, RecursionError):
+        resources = None
+    if not isinstance(resources, list) or len(resources) > MAX_RESOURCES:
+        raise ApiError(
+            400,
+            f"the body must be a JSON list of at most {MAX_RESOURCES} "
+            "resource strings",
+        )
+    return [str(resource) for resource in resources]
 
 
 @route(
