@@ -129,8 +129,13 @@ def serve_page(html: str) -> Iterator[str]:
 
 
 def tenant_status(driver, name: str) -> str:
-    rows = driver.find_elements(By.CSS_SELECTOR, f'tr[data-tenant="{name}"] .status')
-    return rows[0].text if rows else ""
+    # The list re-renders as statuses change, so the cell is found and read
+    # in one script call: an element found first could be gone when read.
+    return driver.execute_script(
+        "const cell = document.querySelector(arguments[0]);"
+        "return cell ? cell.innerText.trim() : '';",
+        f'tr[data-tenant="{name}"] .status',
+    )
 
 
 def both_widths(driver, name: str) -> None:
