@@ -12,7 +12,8 @@ Then 1, and then 50, concurrent clients send ``POST
 ``--seconds`` seconds each, straight to the daemon's listen address (not
 through Caddy). Latency is measured per request in the client, an aiohttp
 session in this process, so it includes the client's own event loop time on
-the same cores. Last, the decision itself (``rbac.check``, the handler's
+the same cores. When wrk is installed, 50 wrk connections load the daemon
+for as long again. Last, the decision itself (``rbac.check``, the handler's
 work without HTTP) is timed 5,000 times in this process on the same state.
 Prints p50, p99 and requests per second, and with ``--output`` writes them
 as JSON. Removes the folder and stops the daemon at the end.
