@@ -170,3 +170,42 @@ async def test_wrong_passwords_are_rate_limited(daemon):
         json={"username": "ada", "password": PASSWORD},
     )
     assert right.status == 429
+
+
+async def test_password_change_ends_other_sessions(daemon):
+    user = await _create_user(daemon, "ada")
+    old_token, _ = await _sign_in(daemon, {"username": "ada", "password": PASSWORD})
+    token, csrf = await _sign_in(daemon, {"username": "ada", "password": PASSWORD})
+
+    changed = await daemon.call(
+        "PATCH",
+        f"/api/v1/users/{user['id']}",
+        token=None,
+        json={"password": "new-horse-battery"},
+        headers={**_cookie(token), CSRF_HEADER: csrf},
+    )
+    old = await daemon.call(
+        "GET", "/api/v1/session", token=None, headers=_cookie(old_token)
+    )
+    current = await daemon.call(
+        "GET", "/api/v1/session", token=None, headers=_cookie(token)
+    )
+
+    assert changed.status == 200, changed.body
+    assert old.status == 401, old.body
+    assert current.status == 200, current.body
+
+
+async def test_password_reset_by_admin_ends_sessions(daemon):
+    user = await _create_user(daemon, "ada")
+    token, _ = await _sign_in(daemon, {"username": "ada", "password": PASSWORD})
+
+    changed = await daemon.call(
+        "PATCH", f"/api/v1/users/{user['id']}", json={"password": "new-horse-battery"}
+    )
+    session = await daemon.call(
+        "GET", "/api/v1/session", token=None, headers=_cookie(token)
+    )
+
+    assert changed.status == 200, changed.body
+    assert session.status == 401, session.body

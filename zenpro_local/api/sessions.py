@@ -320,6 +320,22 @@ async def delete_session(request: web.Request) -> web.Response:
     return response
 
 
+def end_password_sessions(request: web.Request, user_id: str) -> int:
+    """End the user's sessions opened with a password, except the caller's.
+
+    Called when the password changes, so a session opened with the old
+    password ends. Returns the number of sessions ended.
+    """
+    token = request.cookies.get(COOKIE_NAME)
+    keep = _token_hash(token) if token else ""
+    cursor = context(request).store.db.execute(
+        "DELETE FROM sessions WHERE user_id = ? AND api_key_id IS NULL "
+        "AND token_hash != ?",
+        [user_id, keep],
+    )
+    return cursor.rowcount
+
+
 def csrf_failed() -> ApiError:
     return ApiError(
         403,

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from aiohttp import web
 
 from zenpro_local import credentials
-from zenpro_local.api import models
+from zenpro_local.api import models, sessions
 from zenpro_local.api.auth import principal
 from zenpro_local.api.context import context
 from zenpro_local.api.errors import ApiError, conflict, forbidden, not_found
@@ -269,6 +269,7 @@ async def update_user(request: web.Request) -> web.Response:
     for flag in ("is_active", "is_superuser"):
         if flag in changes:
             changes[flag] = int(changes[flag])
+    ended = 0
     with store.transaction() as db:
         db["users"].update(row["id"], changes)
         store.record_event(
@@ -277,6 +278,12 @@ async def update_user(request: web.Request) -> web.Response:
             row["id"],
             actor_id=caller.user_id,
             message="changed " + ", ".join(sorted(changes)),
+        )
+        if "password_hash" in changes:
+            ended = sessions.end_password_sessions(request, row["id"])
+    if ended:
+        logger.info(
+            "Ended %d sessions of user %s after its password changed", ended, row["id"]
         )
     return web.json_response(serialize({**row, **changes}))
 
