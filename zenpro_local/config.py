@@ -13,6 +13,7 @@ Unknown keys and values of the wrong type stop start-up with a
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 import os
 import tomllib
@@ -65,6 +66,15 @@ def _positive(value: float) -> str | None:
     # "nan" and "inf" parse as floats, in TOML and through float().
     if not math.isfinite(value) or value <= 0:
         return "expected a finite number greater than 0"
+    return None
+
+
+def _networks(value: str) -> str | None:
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return f"{item!r} is not an IP address or network, e.g. 10.0.0.0/8"
     return None
 
 
@@ -161,6 +171,15 @@ SETTINGS: tuple[Setting, ...] = (
         "further failing attempts get 429 until the oldest failure leaves the "
         "window. Valid keys are never limited.",
         check=_positive,
+    ),
+    Setting(
+        "auth.trusted_proxies",
+        str,
+        "127.0.0.1,::1",
+        "Comma-separated addresses or networks of reverse proxies, such as "
+        "Caddy, whose X-Forwarded-For header names the client address that "
+        "auth.max_failures counts. Empty: always count the TCP peer.",
+        check=_networks,
     ),
     Setting(
         "auth.failure_window",

@@ -113,6 +113,54 @@ async def test_limit_is_per_address(tmp_path):
     assert_error(limited_again, 429)
 
 
+async def _fail_as(daemon, forwarded_for: str, local_address: str) -> int:
+    connector = aiohttp.TCPConnector(local_addr=(local_address, 0))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.get(
+            daemon.url + "/api/v1/users/me",
+            headers={
+                "Authorization": f"Bearer {UNKNOWN_KEY}",
+                "X-Forwarded-For": forwarded_for,
+            },
+        ) as response:
+            return response.status
+
+
+async def test_limit_per_forwarded_client(tmp_path):
+    # 127.0.0.1 is a trusted proxy by default, as the embedded Caddy is.
+    async with limited_daemon(tmp_path) as daemon:
+        statuses = [
+            await _fail_as(daemon, "198.51.100.7", "127.0.0.1")
+            for _ in range(LIMIT + 1)
+        ]
+        other_client = await _fail_as(daemon, "198.51.100.8", "127.0.0.1")
+
+    assert statuses == [401] * LIMIT + [429]
+    assert other_client == 401
+
+
+async def test_forwarded_for_ignored_from_untrusted_peer(tmp_path):
+    async with limited_daemon(tmp_path) as daemon:
+        statuses = [
+            await _fail_as(daemon, f"198.51.100.{number}", "127.0.0.2")
+            for number in range(LIMIT + 1)
+        ]
+
+    assert statuses == [401] * LIMIT + [429]
+
+
+async def test_no_trusted_proxies_counts_peer(tmp_path):
+    async with running_daemon(
+        tmp_path / "data", auth_max_failures=LIMIT, auth_trusted_proxies=""
+    ) as daemon:
+        statuses = [
+            await _fail_as(daemon, f"198.51.100.{number}", "127.0.0.1")
+            for number in range(LIMIT + 1)
+        ]
+
+    assert statuses == [401] * LIMIT + [429]
+
+
 async def test_limit_lifts_after_window(tmp_path):
     window = 1.0
     async with limited_daemon(tmp_path, window=window) as daemon:

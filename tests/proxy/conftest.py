@@ -152,7 +152,12 @@ async def upstreams() -> AsyncIterator[Callable[[str], Awaitable[Upstream]]]:
         async def echo(request: web.Request) -> web.Response:
             upstream.requests += 1
             return web.json_response(
-                {"upstream": name, "host": request.host, "path": request.path_qs}
+                {
+                    "upstream": name,
+                    "host": request.host,
+                    "path": request.path_qs,
+                    "forwarded_for": request.headers.get("X-Forwarded-For"),
+                }
             )
 
         async def stream(request: web.Request) -> web.StreamResponse:

@@ -42,6 +42,23 @@ async def test_two_tenants_reach_own_upstreams(make_proxy, upstreams, client_for
     assert second.body["upstream"] == "two"
 
 
+async def test_forwarded_for_set_by_caddy(make_proxy, upstreams, client_for):
+    # The daemon's rate limit counts the client that X-Forwarded-For names
+    # when Caddy is the peer, so a client must not be able to choose it.
+    one = await upstreams("one")
+    proxy = await make_proxy()
+    await proxy.set_route(Route.available("t1", host("one"), one.address))
+    await proxy.wait_synced()
+
+    client = client_for(proxy)
+    reply = await client.get(
+        host("one"), "/", headers={"X-Forwarded-For": "203.0.113.9"}
+    )
+
+    assert reply.status == 200
+    assert reply.body["forwarded_for"] == "127.0.0.1"
+
+
 async def test_localhost_name_resolves_to_caddy(make_proxy, upstreams):
     # Debian's libnss-myhostname resolves *.localhost to the loopback
     # addresses; this test uses the system resolver, unlike the others.

@@ -49,7 +49,9 @@ def create_app(context: Context) -> web.Application:
     )
     app[CONTEXT] = context
     app[AUTH_LIMITER] = AuthFailureLimiter(
-        context.settings["auth.max_failures"], context.settings["auth.failure_window"]
+        context.settings["auth.max_failures"],
+        context.settings["auth.failure_window"],
+        trusted_proxies=context.settings["auth.trusted_proxies"],
     )
     install_credential_filter()
     add_routes(app)

@@ -15,12 +15,16 @@ keys in a loop. A password check must consult the limit first instead
 :meth:`AuthFailureLimiter.record_failure` after a wrong password), or a
 limited client could still tell a right password from a wrong one.
 
-The address is the TCP peer (``request.remote``); no forwarding header is
-trusted, so behind a reverse proxy every client shares the proxy's address.
+The address is the TCP peer (``request.remote``), unless the peer is one of
+``auth.trusted_proxies`` (by default loopback, where the embedded Caddy
+connects from). Then it is the last address of ``X-Forwarded-For``, which
+Caddy sets to the address its own client connected from, so clients behind
+Caddy do not share one limit.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
@@ -53,9 +57,11 @@ class AuthFailureLimiter:
         max_failures: int,
         window: float,
         clock: Callable[[], float] = time.monotonic,
+        trusted_proxies: str = "",
     ):
         self.max_failures = max_failures
         self.window = window
+        self.trusted_proxies = parse_networks(trusted_proxies)
         self._clock = clock
         self._failures: dict[str, deque[float]] = {}
         self._warned_until: dict[str, float] = {}
@@ -139,6 +145,38 @@ class AuthFailureLimiter:
 AUTH_LIMITER = web.AppKey("auth_limiter", AuthFailureLimiter)
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(value: str) -> tuple[Network, ...]:
+    """Return the networks of a comma-separated list of addresses or networks."""
+    items = filter(None, (part.strip() for part in value.split(",")))
+    return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+
+
 def client_address(request: web.Request) -> str:
-    """Return the address the limit applies to: the TCP peer's."""
-    return request.remote or "unknown"
+    """Return the address the limit applies to.
+
+    That is the TCP peer, or the client a trusted proxy forwarded the
+    request for.
+    """
+    peer = request.remote or "unknown"
+    trusted = request.app[AUTH_LIMITER].trusted_proxies
+    if not trusted or not _in_networks(peer, trusted):
+        return peer
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    client = forwarded.rpartition(",")[2].strip()
+    try:
+        return str(ipaddress.ip_address(client))
+    except ValueError:
+        return peer
+
+
+def _in_networks(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped:
+        parsed = parsed.ipv4_mapped
+    return any(parsed in network for network in networks)
