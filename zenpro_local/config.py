@@ -175,10 +175,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "auth.trusted_proxies",
         str,
-        "127.0.0.1,::1",
+        "",
         "Comma-separated addresses or networks of reverse proxies, such as "
         "Caddy, whose X-Forwarded-For header names the client address that "
-        "auth.max_failures counts. Empty: always count the TCP peer.",
+        "auth.max_failures counts. Empty: always count the TCP peer. Any "
+        "process that connects from a listed address can choose the address "
+        "counted, so list loopback only when no untrusted user runs processes "
+        "on this machine.",
         check=_networks,
     ),
     Setting(

@@ -181,7 +181,7 @@ async def test_password_change_ends_other_sessions(daemon):
         "PATCH",
         f"/api/v1/users/{user['id']}",
         token=None,
-        json={"password": "new-horse-battery"},
+        json={"password": "new-horse-battery", "current_password": PASSWORD},
         headers={**_cookie(token), CSRF_HEADER: csrf},
     )
     old = await daemon.call(
@@ -209,3 +209,32 @@ async def test_password_reset_by_admin_ends_sessions(daemon):
 
     assert changed.status == 200, changed.body
     assert session.status == 401, session.body
+
+
+async def test_own_password_change_needs_current(daemon):
+    user = await _create_user(daemon, "ada")
+    token, csrf = await _sign_in(daemon, {"username": "ada", "password": PASSWORD})
+    headers = {**_cookie(token), CSRF_HEADER: csrf}
+    path = f"/api/v1/users/{user['id']}"
+
+    missing = await daemon.call(
+        "PATCH", path, token=None, json={"password": "new-horse"}, headers=headers
+    )
+    wrong = await daemon.call(
+        "PATCH",
+        path,
+        token=None,
+        json={"password": "new-horse", "current_password": "guess-horse"},
+        headers=headers,
+    )
+    old_still_works = await daemon.call(
+        "POST",
+        "/api/v1/session",
+        token=None,
+        json={"username": "ada", "password": PASSWORD},
+    )
+
+    assert missing.status == 422, missing.body
+    assert missing.body["error"]["field"] == "current_password"
+    assert wrong.status == 403, wrong.body
+    assert old_still_works.status == 201, old_still_works.body

@@ -74,7 +74,10 @@ async def _api_key_calls(daemon, secrets: Secrets) -> None:
     assert response.status == 200, response.body
     own = secrets.add("password set by alice", "new password of alice")
     response = await daemon.call(
-        "PATCH", "/api/v1/users/me", token=alice, json={"password": own}
+        "PATCH",
+        "/api/v1/users/me",
+        token=alice,
+        json={"password": own, "current_password": changed},
     )
     assert response.status == 200, response.body
 

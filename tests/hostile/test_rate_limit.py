@@ -127,8 +127,9 @@ async def _fail_as(daemon, forwarded_for: str, local_address: str) -> int:
 
 
 async def test_limit_per_forwarded_client(tmp_path):
-    # 127.0.0.1 is a trusted proxy by default, as the embedded Caddy is.
-    async with limited_daemon(tmp_path) as daemon:
+    async with running_daemon(
+        tmp_path / "data", auth_max_failures=LIMIT, auth_trusted_proxies="127.0.0.1"
+    ) as daemon:
         statuses = [
             await _fail_as(daemon, "198.51.100.7", "127.0.0.1")
             for _ in range(LIMIT + 1)
@@ -140,7 +141,9 @@ async def test_limit_per_forwarded_client(tmp_path):
 
 
 async def test_forwarded_for_ignored_from_untrusted_peer(tmp_path):
-    async with limited_daemon(tmp_path) as daemon:
+    async with running_daemon(
+        tmp_path / "data", auth_max_failures=LIMIT, auth_trusted_proxies="127.0.0.1"
+    ) as daemon:
         statuses = [
             await _fail_as(daemon, f"198.51.100.{number}", "127.0.0.2")
             for number in range(LIMIT + 1)
@@ -149,10 +152,8 @@ async def test_forwarded_for_ignored_from_untrusted_peer(tmp_path):
     assert statuses == [401] * LIMIT + [429]
 
 
-async def test_no_trusted_proxies_counts_peer(tmp_path):
-    async with running_daemon(
-        tmp_path / "data", auth_max_failures=LIMIT, auth_trusted_proxies=""
-    ) as daemon:
+async def test_forwarded_for_ignored_by_default(tmp_path):
+    async with limited_daemon(tmp_path) as daemon:
         statuses = [
             await _fail_as(daemon, f"198.51.100.{number}", "127.0.0.1")
             for number in range(LIMIT + 1)

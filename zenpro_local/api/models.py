@@ -111,6 +111,13 @@ class UserUpdate(Request):
     email: Annotated[str, Field(max_length=254)] | None = None
     full_name: Annotated[str, Field(max_length=200)] | None = None
     password: Annotated[str, Field(min_length=8, max_length=512)] | None = None
+    current_password: Annotated[
+        str,
+        Field(
+            max_length=512,
+            description="Required to change one's own password once it is set.",
+        ),
+    ] | None = None
     is_active: bool | None = None
     is_superuser: bool | None = None
 

@@ -16,10 +16,14 @@ keys in a loop. A password check must consult the limit first instead
 limited client could still tell a right password from a wrong one.
 
 The address is the TCP peer (``request.remote``), unless the peer is one of
-``auth.trusted_proxies`` (by default loopback, where the embedded Caddy
-connects from). Then it is the last address of ``X-Forwarded-For``, which
-Caddy sets to the address its own client connected from, so clients behind
-Caddy do not share one limit.
+``auth.trusted_proxies``. Then it is the last address of ``X-Forwarded-For``,
+which Caddy sets to the address its own client connected from. IPv6 clients
+count per /64 network, since one host may use any address of its network.
+
+NOTE: no proxy is trusted by default. Caddy and local processes both
+connect from loopback, so trusting loopback would let any local process
+choose its address and escape the limit. Without it, every client behind
+Caddy shares Caddy's address and its limit.
 """
 
 from __future__ import annotations
@@ -162,21 +166,28 @@ def client_address(request: web.Request) -> str:
     """
     peer = request.remote or "unknown"
     trusted = request.app[AUTH_LIMITER].trusted_proxies
-    if not trusted or not _in_networks(peer, trusted):
+    peer_address = _parse_address(peer)
+    if peer_address is None:
         return peer
+    if not any(peer_address in network for network in trusted):
+        return _counted(peer_address)
     forwarded = request.headers.get("X-Forwarded-For", "")
-    client = forwarded.rpartition(",")[2].strip()
-    try:
-        return str(ipaddress.ip_address(client))
-    except ValueError:
-        return peer
+    client = _parse_address(forwarded.rpartition(",")[2].strip())
+    return _counted(client if client is not None else peer_address)
 
 
-def _in_networks(address: str, networks: tuple[Network, ...]) -> bool:
+def _parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """Return the IP address in ``text`` without a zone, IPv4-mapped as IPv4."""
     try:
-        parsed = ipaddress.ip_address(address)
+        address = ipaddress.ip_address(text.partition("%")[0])
     except ValueError:
-        return False
-    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped:
-        parsed = parsed.ipv4_mapped
-    return any(parsed in network for network in networks)
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def _counted(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)

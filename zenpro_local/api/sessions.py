@@ -197,6 +197,25 @@ async def _user_from_password(request: web.Request, body: SessionCreate) -> dict
     return user
 
 
+def _check_password_unchanged(store: Store, user: dict) -> None:
+    """Reject a sign-in whose password changed while it was being checked.
+
+    The check runs in a thread, and a password change that commits
+    meanwhile ends every password session: one opened after it with the
+    old password would outlive the change.
+
+    Raises:
+        ApiError: 401 when the user's password or status changed.
+    """
+    current = store.query_one(
+        "SELECT password_hash, is_active FROM users WHERE id = ?", [user["id"]]
+    )
+    if current is None or current["password_hash"] != user["password_hash"]:
+        raise ApiError(401, "sign-in failed: the password changed, sign in again")
+    if not current["is_active"]:
+        raise ApiError(401, "sign-in failed: wrong username or password")
+
+
 @functools.cache
 def _decoy_hash() -> str:
     return credentials.hash_password(secrets.token_hex(16))
@@ -241,6 +260,7 @@ async def create_session(request: web.Request) -> web.Response:
         user, api_key_id = _user_from_api_key(request, body.api_key.strip())
     elif body.username is not None and body.password is not None:
         user, api_key_id = await _user_from_password(request, body), None
+        _check_password_unchanged(context(request).store, user)
     else:
         raise ApiError(
             422, "give a username and password, or an API key", field="username"
@@ -321,19 +341,39 @@ async def delete_session(request: web.Request) -> web.Response:
 
 
 def end_password_sessions(request: web.Request, user_id: str) -> int:
-    """End the user's sessions opened with a password, except the caller's.
+    """End what the user's old password opened, except the caller's session.
 
-    Called when the password changes, so a session opened with the old
-    password ends. Returns the number of sessions ended.
+    That is every dashboard session and management-plane token (``zenml
+    login`` in a browser) opened with a password. The caller's session is
+    kept only when it authenticated this request. Returns the number of
+    sessions and tokens ended.
     """
     token = request.cookies.get(COOKIE_NAME)
-    keep = _token_hash(token) if token else ""
-    cursor = context(request).store.db.execute(
+    authenticated_by_cookie = token and "Authorization" not in request.headers
+    keep = _token_hash(token) if authenticated_by_cookie else ""
+    db = context(request).store.db
+    sessions = db.execute(
         "DELETE FROM sessions WHERE user_id = ? AND api_key_id IS NULL "
         "AND token_hash != ?",
         [user_id, keep],
     )
-    return cursor.rowcount
+    tokens = db.execute(
+        "DELETE FROM mp_tokens WHERE user_id = ? AND api_key_id IS NULL",
+        [user_id],
+    )
+    return sessions.rowcount + tokens.rowcount
+
+
+def end_all_sessions(request: web.Request, user_id: str) -> int:
+    """End every session and management-plane token of a deactivated user.
+
+    Reactivating the user then opens nothing again. Returns the number
+    ended.
+    """
+    db = context(request).store.db
+    sessions = db.execute("DELETE FROM sessions WHERE user_id = ?", [user_id])
+    tokens = db.execute("DELETE FROM mp_tokens WHERE user_id = ?", [user_id])
+    return sessions.rowcount + tokens.rowcount
 
 
 def csrf_failed() -> ApiError:

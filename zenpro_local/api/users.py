@@ -14,6 +14,7 @@ from zenpro_local.api import models, sessions
 from zenpro_local.api.auth import principal
 from zenpro_local.api.context import context
 from zenpro_local.api.errors import ApiError, conflict, forbidden, not_found
+from zenpro_local.api.ratelimit import AUTH_LIMITER, client_address
 from zenpro_local.api.requests import page, pagination, read_body
 from zenpro_local.api.role_assignments import count_admins
 from zenpro_local.api.routing import PAGINATION, route
@@ -247,6 +248,9 @@ async def update_user(request: web.Request) -> web.Response:
         _require_superuser(caller, "change another user")
     body = await read_body(request, models.UserUpdate)
     changes = body.model_dump(exclude_none=True)
+    current_password = changes.pop("current_password", None)
+    if "password" in changes and row["id"] == caller.user_id:
+        await _check_current_password(request, row, current_password)
     if {"is_active", "is_superuser"} & changes.keys():
         _require_superuser(caller, "change is_active or is_superuser")
         if row["id"] == caller.user_id:
@@ -279,13 +283,51 @@ async def update_user(request: web.Request) -> web.Response:
             actor_id=caller.user_id,
             message="changed " + ", ".join(sorted(changes)),
         )
-        if "password_hash" in changes:
+        if changes.get("is_active") == 0:
+            ended = sessions.end_all_sessions(request, row["id"])
+        elif "password_hash" in changes:
             ended = sessions.end_password_sessions(request, row["id"])
     if ended:
+        cause = "deactivation" if changes.get("is_active") == 0 else "password change"
         logger.info(
-            "Ended %d sessions of user %s after its password changed", ended, row["id"]
+            "Ended %d sessions and tokens of user %s after its %s",
+            ended,
+            row["id"],
+            cause,
         )
     return web.json_response(serialize({**row, **changes}))
+
+
+async def _check_current_password(
+    request: web.Request, row: dict, current_password: str | None
+) -> None:
+    """Check the current password of a user who changes its own password.
+
+    A copied session cookie or API key then cannot take the account over.
+    Wrong passwords count against the failed-authentication limit.
+
+    Raises:
+        ApiError: 422 when it is missing, 403 when it is wrong, 429 when
+            the caller's address is limited.
+    """
+    if not row["password_hash"]:
+        return
+    if current_password is None:
+        raise ApiError(
+            422,
+            "missing current_password: give your current password to change it",
+            field="current_password",
+        )
+    limiter = request.app[AUTH_LIMITER]
+    address = client_address(request)
+    limiter.check(address)
+    matches = await asyncio.to_thread(
+        credentials.verify_password, current_password, row["password_hash"]
+    )
+    if not matches:
+        limiter.record_failure(address)
+        logger.info("Wrong current password to change the password of %s", row["id"])
+        raise ApiError(403, "wrong current_password", field="current_password")
 
 
 def _organizations_with_sole_admin(store: Store, user_id: str) -> list[str]:

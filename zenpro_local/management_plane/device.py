@@ -8,6 +8,7 @@ next poll of the token endpoint then gets a user token and that tenant's id.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import html
 import logging
@@ -133,7 +134,8 @@ async def approve_device(request: web.Request) -> web.Response:
 
     # Passwords are chosen by people, so failures count against the same
     # per-address limit as the admin API's. NOTE: behind Caddy every
-    # browser has Caddy's address, so the limit is shared by all of them.
+    # browser has Caddy's address, so the limit is shared by all of them
+    # unless auth.trusted_proxies lists Caddy's address.
     limiter = request.app[AUTH_LIMITER]
     address = client_address(request)
     limiter.check(address)
@@ -141,7 +143,11 @@ async def approve_device(request: web.Request) -> web.Response:
         "SELECT * FROM users WHERE username = ?", [str(form.get("username", ""))]
     )
     password = str(form.get("password", ""))
-    if user is None or not credentials.verify_password(password, user["password_hash"]):
+    # scrypt takes tens of milliseconds, so it runs off the event loop.
+    matches = user is not None and await asyncio.to_thread(
+        credentials.verify_password, password, user["password_hash"]
+    )
+    if not matches:
         limiter.record_failure(address)
         logger.info("Device approval with a wrong password from %s", address)
         return _page(user_code, tenant_ref, "Wrong username or password.", status=401)
