@@ -391,6 +391,44 @@ async def test_failed_tenant_shows_reason_and_retry(dashboard_daemon, open_brows
     assert deleted.body["total"] == 0
 
 
+async def test_organization_tenant_overview(dashboard_daemon, open_browser):
+    daemon = dashboard_daemon
+    organization = await daemon.create_organization("acme")
+    # The overview needs no running server, so this tenant never starts.
+    response = await daemon.call(
+        "POST",
+        f"/api/v1/organizations/{organization['id']}/tenants",
+        json={"name": "gamma", "zenml_version": "0.0.1", "auth_mode": "organization"},
+    )
+    assert response.status == 202, response.body
+    pro_api_url = response.body["pro_api_url"]
+    driver = open_browser("admin")
+
+    load(driver, daemon.dashboard_url)
+    find(driver, "#tab-api-key").click()
+    find(driver, "#api-key").send_keys(daemon.admin_token + Keys.ENTER)
+    find(driver, 'tr[data-tenant="gamma"]')
+    driver.find_element(By.LINK_TEXT, "gamma").click()
+    tenant_url = find(driver, "#tenant-url").text
+    login = find(driver, "#login-api-key").text
+    browser_login = find(driver, "#login-browser").text
+    project = find(driver, "#project-command").text
+    press(
+        driver,
+        "#create-api-key",
+        lambda: driver.find_elements(By.CSS_SELECTOR, "#api-key-value"),
+    )
+    api_key = find(driver, "#api-key-value").text
+    both_widths(driver, "tenant-overview-organization")
+
+    assert login == f"zenml login {tenant_url} --api-key --pro-api-url {pro_api_url}"
+    assert browser_login == f"zenml login {tenant_url} --pro-api-url {pro_api_url}"
+    assert project == "zenml project register default --set"
+    assert api_key.startswith("ZENPROKEY_")
+    me = await daemon.call("GET", "/api/v1/users/me", token=api_key)
+    assert me.body["username"] == "admin"
+
+
 async def test_cross_site_form_cannot_create(dashboard_daemon, open_browser):
     """A signed-in admin visits another site whose form posts to the API."""
     daemon = dashboard_daemon

@@ -147,3 +147,4 @@ async def test_user_token_rejected(plane):
     )
 
     assert response.status in (401, 403), response.body
+

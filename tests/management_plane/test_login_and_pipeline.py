@@ -46,6 +46,14 @@ async def test_api_key_login_runs_pipeline(plane: Plane, zenml_venv: Path, tmp_p
     assert tenant["url"] + "/docs" in page
     assert "available" in page
 
+    # Ada takes her key from the tenant's page of the admin API, as the
+    # dashboard's "Create an API key" button does.
+    created = await plane.admin(
+        "POST", f"/api/v1/tenants/{tenant['id']}/api_keys", token=ada.key
+    )
+    assert created["key"].startswith("ZENPROKEY_")
+    assert created["pro_api_url"] == tenant["pro_api_url"] == plane.api_url
+
     workdir = tmp_path / "client"
     workdir.mkdir()
     login = await asyncio.to_thread(
@@ -56,7 +64,9 @@ async def test_api_key_login_runs_pipeline(plane: Plane, zenml_venv: Path, tmp_p
         "login",
         tenant["url"],
         "--api-key",
-        stdin=ada.key + "\n",
+        "--pro-api-url",
+        created["pro_api_url"],
+        stdin=created["key"] + "\n",
     )
     assert login.returncode == 0, login.stdout[-3000:] + login.stderr[-3000:]
 
@@ -81,7 +91,9 @@ async def test_api_key_login_runs_pipeline(plane: Plane, zenml_venv: Path, tmp_p
 
     # The CLI holds a tenant session token now; revoking the key it signed
     # in with refuses that session on its next request.
-    await plane.admin("DELETE", f"/api/v1/users/{ada.id}/api_keys/{ada.key_id}")
+    await plane.admin(
+        "DELETE", f"/api/v1/users/{ada.id}/api_keys/{created['api_key_id']}"
+    )
     listed = await asyncio.to_thread(
         zenml_cli, zenml_venv / "bin" / "zenml", plane, workdir, "project", "register", "second"
     )

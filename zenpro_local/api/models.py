@@ -290,6 +290,10 @@ class Tenant(Response):
     zenml_version: str
     auth_mode: str
     url: str
+    pro_api_url: str | None = Field(
+        description="Organization mode: the management plane URL to give the "
+        "zenml client as --pro-api-url (or ZENML_PRO_API_URL)."
+    )
     runtime: str
     created: str
     updated: str
@@ -299,8 +303,20 @@ class Tenant(Response):
 class TenantApiKeyCreated(Response):
     tenant_id: str
     url: str
-    key: str = Field(description="A ZenML API key, shown only in this response.")
-    service_account: str
+    key: str = Field(
+        description="An API key for 'zenml login --api-key', shown only in this "
+        "response: a ZENPROKEY_ key of the caller's for a tenant in organization "
+        "mode, a key of a service account on the tenant's server otherwise."
+    )
+    api_key_id: str | None = Field(
+        description="Organization mode: the id of the daemon API key, to "
+        "revoke it under /api/v1/users/{user_id}/api_keys."
+    )
+    service_account: str | None
+    pro_api_url: str | None = Field(
+        description="Organization mode: the management plane URL to give the "
+        "zenml client as --pro-api-url (or ZENML_PRO_API_URL)."
+    )
 
 
 class Event(Response):

@@ -142,6 +142,11 @@ class TenantManager:
             "zenml_version": row["zenml_version"],
             "auth_mode": row["auth_mode"],
             "url": self.url(row["name"]),
+            "pro_api_url": (
+                urls.api_url(self.settings)
+                if row["auth_mode"] == "organization"
+                else None
+            ),
             "runtime": row["runtime"],
             "created": row["created"],
             "updated": row["updated"],
@@ -349,11 +354,16 @@ class TenantManager:
         return self.get(row["id"])
 
     async def create_zenml_api_key(self, row: dict, caller: Principal) -> dict:
-        """Create a ZenML API key on the tenant's server for ``caller``.
+        """Create an API key that logs ``caller`` in to the tenant's server.
 
-        The key belongs to a service account named after the user, created
-        on first use. It is returned once and never stored.
+        For a tenant in organization mode, that is a daemon API key of the
+        caller's (``ZENPROKEY_``), which the server checks with the daemon.
+        For a local tenant, it is a key on the server itself, of a service
+        account named after the user and created on first use. Either is
+        returned once; the daemon stores only a hash of its own keys.
         """
+        if row["auth_mode"] == "organization":
+            return self._create_organization_key(row, caller)
         if row["status"] != "available":
             raise conflict(
                 f"tenant {row['name']!r} is {row['status']}: wait until it is available"
@@ -381,7 +391,29 @@ class TenantManager:
             "tenant_id": row["id"],
             "url": self.url(row["name"]),
             "key": key,
+            "api_key_id": None,
             "service_account": f"zenpro-{caller.username}",
+            "pro_api_url": None,
+        }
+
+    def _create_organization_key(self, row: dict, caller: Principal) -> dict:
+        # The admin API owns API keys; importing it at the top would be
+        # circular, because it imports this module.
+        from zenpro_local.api.users import insert_api_key
+
+        note = f"zenml login to tenant {row['name']}"
+        with self.store.transaction():
+            created = insert_api_key(self.store, caller.user_id, note, None)
+            self._event(
+                row, "api_key", f"API key created for {caller.username}", caller.user_id
+            )
+        return {
+            "tenant_id": row["id"],
+            "url": self.url(row["name"]),
+            "key": created["key"],
+            "api_key_id": created["id"],
+            "service_account": None,
+            "pro_api_url": urls.api_url(self.settings),
         }
 
     # Operations

@@ -379,6 +379,14 @@ async function renderTenant(tenantId) {
   const caLink = h("a", { href: "/api/v1/ca.pem", download: "zenpro-local-ca.pem",
                           id: "ca-link" }, "Download the CA certificate");
 
+  // A tenant in organization mode signs users in through the daemon, so the
+  // zenml client needs the daemon's URL. Such a tenant starts without a project.
+  const proOption = tenant.pro_api_url ? ` --pro-api-url ${tenant.pro_api_url}` : "";
+  const firstUse = tenant.pro_api_url
+    ? [h("p", { text: "Then, on first use, create a project:" }),
+       copyable("zenml project register default --set", "project-command")]
+    : [];
+
   const keyButton = h("button", { type: "button", id: "create-api-key", onclick: createKey },
                       "Create an API key");
   async function createKey() {
@@ -386,11 +394,14 @@ async function renderTenant(tenantId) {
     keyArea.replaceChildren();
     try {
       const created = await api("POST", `/api/v1/tenants/${tenant.id}/api_keys`);
+      const owner = created.service_account
+        ? `It belongs to the service account ${created.service_account}.`
+        : "It is your own API key: it signs you in to every tenant you have " +
+          "a role on, until it is revoked.";
       keyArea.replaceChildren(h("div", { class: "key" },
         h("p", { text: "Your API key, shown only now. Store it somewhere safe:" }),
         copyable(created.key, "api-key-value"),
-        h("p", { class: "hint",
-                 text: `It belongs to the service account ${created.service_account}.` })));
+        h("p", { class: "hint", text: owner })));
     } catch (error) {
       keyArea.replaceChildren(h("p", { class: "error", text: error.message }));
     } finally {
@@ -409,15 +420,18 @@ async function renderTenant(tenantId) {
         h("p", { text: "Connection URL:" }),
         copyable(tenant.url, "tenant-url"),
         h("p", { text: "Log in with an API key (create one below):" }),
-        copyable(`zenml login ${tenant.url} --api-key`, "login-api-key"),
+        copyable(`zenml login ${tenant.url} --api-key${proOption}`, "login-api-key"),
         h("p", { text: "Or log in through the browser:" }),
-        copyable(`zenml login ${tenant.url}`, "login-browser"),
+        copyable(`zenml login ${tenant.url}${proOption}`, "login-browser"),
+        ...firstUse,
         h("p", {}, h("a", { href: `${tenant.url}/docs`, target: "_blank", rel: "noopener",
                             id: "docs-link" }, "API documentation (/docs)"))),
       h("section", { class: "panel", "aria-labelledby": "key-title" },
         h("h2", { id: "key-title", text: "API key" }),
         h("p", { class: "muted",
-                 text: "Creates a ZenML API key for you on this tenant. It is shown once." }),
+                 text: tenant.pro_api_url
+                   ? "Creates an API key of yours for the zenml client. It is shown once."
+                   : "Creates a ZenML API key for you on this tenant. It is shown once." }),
         keyButton, keyArea,
         h("h2", { text: "Trust the certificate", class: "spaced" }),
         h("p", {}, caLink),
@@ -432,7 +446,9 @@ async function renderTenant(tenantId) {
                   text: tenant.status_reason })] : [];
     statusLine.replaceChildren(statusBadge(tenant), " ",
       h("span", { class: "muted", text: `ZenML ${tenant.zenml_version}` }), ...reason);
-    keyButton.disabled = tenant.status !== "available";
+    // A local tenant's server creates its keys. The daemon creates those of
+    // an organization tenant, whatever state its server is in.
+    keyButton.disabled = tenant.status !== "available" && !tenant.pro_api_url;
     renderTenantActions(tenant, permissions, actions);
   }
 
