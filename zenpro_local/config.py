@@ -200,6 +200,16 @@ SETTINGS: tuple[Setting, ...] = (
         "ZenML server version of new tenants, unless the request names one.",
     ),
     Setting(
+        "tenants.auth_mode",
+        str,
+        "organization",
+        "Auth mode of new tenants, unless the request names one: "
+        "'organization' (the daemon's users and roles sign in and decide "
+        "inside the tenant) or 'local' (the tenant's server keeps its own "
+        "users).",
+        choices=("organization", "local"),
+    ),
+    Setting(
         "tenants.image",
         str,
         "zenmldocker/zenml-server:{version}",

@@ -127,7 +127,9 @@ async def dashboard_daemon(
         health_interval=1,
         tenants_stop_timeout=5,
         https_port=https_port,
-        caddy_bind="127.0.0.1",
+        # Tenants in organization mode, the default, reach the daemon
+        # through Caddy on the Docker bridge's gateway.
+        caddy_bind="0.0.0.0",
         base_domain=BASE_DOMAIN,
         listen=f"127.0.0.1:{listen_port}",
     )

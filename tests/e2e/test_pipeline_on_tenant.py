@@ -141,9 +141,18 @@ def stop_daemon(data_dir: Path) -> None:
 
 
 def run_pipeline(
-    python: Path, url: str, api_key: str, ca_file: Path, workdir: Path
+    python: Path,
+    url: str,
+    api_key: str,
+    ca_file: Path,
+    workdir: Path,
+    pro_api_url: str | None = None,
 ) -> str:
-    """Run the two-step pipeline with the stock client in its own process."""
+    """Run the two-step pipeline with the stock client in its own process.
+
+    ``pro_api_url`` is the management plane of a tenant in organization
+    mode, which the client needs for a ``ZENPROKEY_`` key.
+    """
     environment = {
         "PATH": os.environ["PATH"],
         "HOME": str(workdir),
@@ -154,6 +163,8 @@ def run_pipeline(
         "ZENML_ANALYTICS_OPT_IN": "false",
         "ZENML_LOGGING_COLORS_DISABLED": "true",
     }
+    if pro_api_url:
+        environment["ZENML_PRO_API_URL"] = pro_api_url
     result = subprocess.run(
         [str(python), str(PIPELINE)],
         cwd=workdir,
@@ -226,6 +237,7 @@ async def test_pipeline_runs_on_one_tenant_only(
             credentials["key"],
             ca_file,
             workdir,
+            credentials["pro_api_url"],
         )
 
         # 4. Through each tenant's ZenML API over HTTPS via Caddy.
@@ -236,10 +248,15 @@ async def test_pipeline_runs_on_one_tenant_only(
         assert status == 200
         run = await alpha_api.get(f"/api/v1/runs/{run_id}?hydrate=true", token)
         assert run["body"]["status"] == "completed"
-        steps = await alpha_api.get(f"/api/v1/steps?pipeline_run_id={run_id}", token)
+        # Lists in organization mode are per project: the daemon made "default".
+        steps = await alpha_api.get(
+            f"/api/v1/steps?pipeline_run_id={run_id}&project=default", token
+        )
         assert sorted(step["name"] for step in steps["items"]) == ["add_one", "produce_number"]
         assert {step["body"]["status"] for step in steps["items"]} == {"completed"}
-        artifacts = await alpha_api.get("/api/v1/artifact_versions?size=100", token)
+        artifacts = await alpha_api.get(
+            "/api/v1/artifact_versions?size=100&project=default", token
+        )
         assert artifacts["total"] >= 2
 
         status, _ = await beta_api.login(credentials["key"])
@@ -247,7 +264,7 @@ async def test_pipeline_runs_on_one_tenant_only(
         beta_credentials = await admin.ok("POST", f"/api/v1/tenants/{beta['id']}/api_keys")
         status, beta_token = await beta_api.login(beta_credentials["key"])
         assert status == 200
-        beta_runs = await beta_api.get("/api/v1/runs", beta_token)
+        beta_runs = await beta_api.get("/api/v1/runs?project=default", beta_token)
         assert beta_runs["total"] == 0
 
         # 5. Restart the daemon: alpha keeps answering, its container is not

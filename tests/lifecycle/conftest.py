@@ -160,6 +160,9 @@ async def tenant_daemon(tmp_path: Path, runtime_kind: str) -> AsyncIterator[Tena
         https_port=free_port(),
         caddy_bind="127.0.0.1",
         tenants_port_range=tenant_port_range(),
+        # Lifecycle needs no management plane: tests/management_plane, the
+        # dashboard and end-to-end tests run tenants in organization mode.
+        tenants_auth_mode="local",
     )
     runtime = build_runtime(runtime_kind, data_dir)
     app = build_app(settings, runtime)
@@ -212,6 +215,9 @@ def start_daemon_process(data_dir: Path, port: int, kind: str) -> DaemonProcess:
         "ZENPRO_TENANTS_PORT_RANGE": tenant_port_range(),
         "ZENPRO_CADDY_BIND": "127.0.0.1",
         "ZENPRO_RECONCILE_INTERVAL": "2",
+        # As in tenant_daemon: this daemon is killed while tenants start,
+        # and an organization tenant cannot start without it.
+        "ZENPRO_TENANTS_AUTH_MODE": "local",
         "ZENPRO_PROCESS_VENVS_DIR": str(cache_dir() / "venvs"),
     }
     log = open(data_dir / "daemon.log", "ab")

@@ -84,6 +84,9 @@ async def start_daemon(
         https_port=https_port,
         caddy_bind="127.0.0.1",
         tenants_port_range=tenant_port_range(),
+        # Lifecycle needs no management plane: tests/management_plane, the
+        # dashboard and end-to-end tests run tenants in organization mode.
+        tenants_auth_mode="local",
     )
     runtime = DockerRuntime(
         daemon_id=daemon_id(data_dir), data_dir=data_dir, base_url=f"unix://{socket_path}"

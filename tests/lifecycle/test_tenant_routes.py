@@ -82,3 +82,24 @@ async def test_unavailable_and_unknown_hosts(tenant_daemon):
     await tenant_daemon.wait_status(alpha["id"], "deleted")
     status, _, _ = await fetch(f"{alpha['url']}/api/v1/info", context)
     assert status == 404
+
+
+async def test_organization_mode_needs_reachable_caddy(tenant_daemon):
+    # This daemon's Caddy listens on 127.0.0.1 only, out of containers' reach.
+    organization = await tenant_daemon.create_organization()
+
+    response = await tenant_daemon.call(
+        "POST",
+        f"/api/v1/organizations/{organization['id']}/tenants",
+        json={"name": "alpha", "auth_mode": "organization"},
+    )
+    listed = await tenant_daemon.call(
+        "GET", f"/api/v1/tenants?organization_id={organization['id']}"
+    )
+
+    if tenant_daemon.kind == "docker":
+        assert response.status == 422, response.body
+        assert "caddy.bind" in response.body["error"]["message"]
+        assert listed.body["total"] == 0
+    else:
+        assert response.status == 202, response.body

@@ -190,16 +190,21 @@ async def add_member(
 
 
 def zenml_cli(
-    program: Path, plane: Plane, workdir: Path, *args: str, stdin: str = "",
+    program: Path,
+    plane: Plane,
+    workdir: Path,
+    *args: str,
+    stdin: str = "",
+    pro_api_url_in_environment: bool = True,
 ) -> subprocess.CompletedProcess:
     """Run a program of the stock zenml client with its own config folder.
 
     ``ZENML_PRO_API_URL`` points the client at the daemon: with a
     ``ZENPROKEY_`` key, ``zenml login --api-key`` uses it rather than the
-    tenant's ``pro_api_url``.
+    tenant's ``pro_api_url``. Without it, a command must pass
+    ``--pro-api-url`` itself.
     """
     environment = {
-        "ZENML_PRO_API_URL": plane.api_url,
         "PATH": os.environ["PATH"],
         "HOME": str(workdir),
         "ZENML_CONFIG_PATH": str(workdir / "zenml-config"),
@@ -209,6 +214,8 @@ def zenml_cli(
         "ZENML_ENABLE_RICH_TRACEBACK": "false",
         "TERM": "dumb",
     }
+    if pro_api_url_in_environment:
+        environment["ZENML_PRO_API_URL"] = plane.api_url
     return subprocess.run(
         [str(program), *args],
         cwd=workdir,

@@ -10,7 +10,7 @@ async def test_switch_local_to_organization(plane: Plane):
     tenant = await plane.admin(
         "POST",
         f"/api/v1/organizations/{organization['id']}/tenants",
-        {"name": "mover"},
+        {"name": "mover", "auth_mode": "local"},
     )
     assert tenant["auth_mode"] == "local"
     viewer = await add_member(

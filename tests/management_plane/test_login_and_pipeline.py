@@ -67,24 +67,19 @@ async def test_api_key_login_runs_pipeline(plane: Plane, zenml_venv: Path, tmp_p
         "--pro-api-url",
         created["pro_api_url"],
         stdin=created["key"] + "\n",
+        pro_api_url_in_environment=False,
     )
     assert login.returncode == 0, login.stdout[-3000:] + login.stderr[-3000:]
 
-    # Organization-mode servers create no default project.
-    project = await asyncio.to_thread(
+    # The daemon created the project "default", which ZenML creates only in
+    # local mode, so the client runs the pipeline without naming one.
+    run = await asyncio.to_thread(
         zenml_cli,
-        zenml_venv / "bin" / "zenml",
+        zenml_venv / "bin" / "python",
         plane,
         workdir,
-        "project",
-        "register",
-        "default",
-        "--set",
-    )
-    assert project.returncode == 0, project.stdout[-3000:] + project.stderr[-3000:]
-
-    run = await asyncio.to_thread(
-        zenml_cli, zenml_venv / "bin" / "python", plane, workdir, str(PIPELINE)
+        str(PIPELINE),
+        pro_api_url_in_environment=False,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "RUN_ID=" in run.stdout
@@ -95,6 +90,13 @@ async def test_api_key_login_runs_pipeline(plane: Plane, zenml_venv: Path, tmp_p
         "DELETE", f"/api/v1/users/{ada.id}/api_keys/{created['api_key_id']}"
     )
     listed = await asyncio.to_thread(
-        zenml_cli, zenml_venv / "bin" / "zenml", plane, workdir, "project", "register", "second"
+        zenml_cli,
+        zenml_venv / "bin" / "zenml",
+        plane,
+        workdir,
+        "project",
+        "register",
+        "second",
+        pro_api_url_in_environment=False,
     )
     assert listed.returncode != 0, listed.stdout[-3000:]

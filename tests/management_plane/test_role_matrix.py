@@ -67,9 +67,10 @@ async def test_role_matrix_and_revocation(plane: Plane):
     def client(who) -> TenantClient:
         return TenantClient(plane, tenant["url"], who.key)
 
-    # Organization Admin: everything, including the first project.
+    # Organization Admin: everything, including projects besides the
+    # "default" that the daemon made.
     status, body = await client(boss).call("POST", "/api/v1/projects",
-                                           {"name": "default"})
+                                           {"name": "research"})
     assert status == 200, body
     status, body = await client(boss).call(
         "POST", "/api/v1/stacks", await _stack_body(client(boss), "boss-stack"))

@@ -33,8 +33,6 @@ async def test_team_grant_and_share(plane: Plane):
     as_viewer = TenantClient(plane, tenant["url"], viewer.key)
     as_newcomer = TenantClient(plane, tenant["url"], newcomer.key)
 
-    status, body = await as_boss.call("POST", "/api/v1/projects", {"name": "default"})
-    assert status == 200, body
     status, stack = await as_boss.call(
         "POST", "/api/v1/stacks", await _stack_body(as_boss, "boss-stack")
     )

@@ -263,7 +263,8 @@ class TenantCreate(Request):
         default=None,
         description="'organization': the daemon's users and roles govern the "
         "tenant; 'local': the tenant's ZenML server keeps its own users. "
-        "Default: local.",
+        "Default: the daemon's tenants.auth_mode setting, 'organization' "
+        "unless changed.",
     )
 
 

@@ -191,7 +191,10 @@ def tenant_api_key(client: Client, args: argparse.Namespace) -> int:
     else:
         print(f"ZenML API key for {created['url']} (shown once):")
         print(created["key"])
-        print(f"\nConnect with: zenml login {created['url']} --api-key")
+        command = f"zenml login {created['url']} --api-key"
+        if created.get("pro_api_url"):
+            command += f" --pro-api-url {created['pro_api_url']}"
+        print(f"\nConnect with: {command}")
     return 0
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
 import secrets
 import sqlite3
@@ -56,7 +57,9 @@ RESERVED_NAMES = ("admin",)
 
 AUTH_MODES = ("local", "organization")
 # Auth mode of new tenants when the request names none.
-DEFAULT_AUTH_MODE = "local"
+# The project a new organization tenant starts with, named as ZenML names
+# the one it creates in local mode.
+DEFAULT_PROJECT = "default"
 # OAuth audience that tenant servers send with their client credentials.
 OAUTH2_AUDIENCE = "zenpro-local"
 # Path of the daemon's CA certificate inside a tenant container.
@@ -218,7 +221,7 @@ class TenantManager:
 
         ``auth_mode`` is ``local`` (the server keeps its own users) or
         ``organization`` (the daemon is its management plane); None means
-        :data:`DEFAULT_AUTH_MODE`.
+        the ``tenants.auth_mode`` setting.
 
         Raises:
             ApiError: 409 when the name is taken by a tenant that is not
@@ -231,6 +234,8 @@ class TenantManager:
                 "choose another name",
                 field="name",
             )
+        auth_mode = auth_mode or self.settings["tenants.auth_mode"]
+        self._check_management_plane_reachable(auth_mode)
         now = utcnow()
         tenant_secrets = _new_tenant_secrets()
         row = {
@@ -245,7 +250,7 @@ class TenantManager:
             "zenml_version": zenml_version or self.settings["tenants.zenml_version"],
             "runtime": self.runtime.kind if self.runtime else "",
             "port": None,
-            "auth_mode": auth_mode or DEFAULT_AUTH_MODE,
+            "auth_mode": auth_mode,
             "secrets": self.secretbox.seal(tenant_secrets),
             "client_secret_hash": _hash_secret(tenant_secrets["client_secret"]),
             "created": now,
@@ -500,6 +505,8 @@ class TenantManager:
         await self.routes.unavailable(row, "the tenant's server is starting")
         row = await self._ensure_port(row)
         await self._start_server(row)
+        if row["auth_mode"] == "organization":
+            await self._ensure_default_project(row)
         await self.routes.available(row, self._upstream(row))
         self._write(tenant_id, status="available", status_reason="")
         self._event(row, "available", f"tenant is available at {self.url(row['name'])}", None)
@@ -543,6 +550,51 @@ class TenantManager:
         await self.runtime.start(spec)
         self._event(row, "step", "waiting for the server to answer /health", None)
         await self._wait_healthy(row, spec)
+
+    async def _ensure_default_project(self, row: dict) -> None:
+        """Create the project ``default`` on an organization tenant's server.
+
+        ZenML creates it only in local mode, and the stock client runs
+        pipelines in it when no other project is set. The daemon signs in
+        as its first active superuser with an API key that it deletes
+        afterwards. A failure is logged and left to the users, who can
+        create projects themselves.
+        """
+        # The admin API owns API keys; importing it at the top would be
+        # circular, because it imports this module.
+        from zenpro_local.api.users import insert_api_key
+
+        superuser = self.store.query_one(
+            "SELECT id FROM users WHERE is_superuser = 1 AND is_active = 1 "
+            "ORDER BY created LIMIT 1"
+        )
+        if superuser is None:
+            logger.warning(
+                "Tenant %s: no active superuser to create its project", row["id"]
+            )
+            return
+        with self.store.transaction():
+            key = insert_api_key(
+                self.store, superuser["id"], f"project of tenant {row['name']}", 1
+            )
+        base_url = self.runtime.address(self.spec(row))
+        try:
+            created = await zenml_api.ensure_project(
+                self.session, base_url, key["key"], DEFAULT_PROJECT
+            )
+        except (zenml_api.ZenMLApiError, aiohttp.ClientError, TimeoutError) as error:
+            logger.warning(
+                "Tenant %s: creating its default project failed: %s", row["id"], error
+            )
+            self._event(
+                row, "step", f"creating the default project failed: {error}", None
+            )
+            return
+        finally:
+            with self.store.transaction() as db:
+                db.execute("DELETE FROM api_keys WHERE id = ?", [key["id"]])
+        if created:
+            self._event(row, "step", f"project {DEFAULT_PROJECT!r} created", None)
 
     async def _wait_healthy(self, row: dict, spec: TenantSpec) -> None:
         restarts = (await self.runtime.inspect(row["id"])).restart_count
@@ -702,6 +754,30 @@ class TenantManager:
             "ZENML_SERVER_PRO_WORKSPACE_NAME": row["name"],
         }
 
+    def _check_management_plane_reachable(self, auth_mode: str) -> None:
+        """Reject organization mode where the tenant could not reach the daemon.
+
+        A container reaches the management plane through Caddy on the
+        Docker bridge's gateway, which a loopback-only Caddy does not
+        listen on: the server would exit at start-up.
+
+        Raises:
+            ApiError: 422 naming the settings to change.
+        """
+        bind = self.settings["caddy.bind"]
+        if auth_mode != "organization" or self.runtime is None:
+            return
+        if self.runtime.kind != "docker" or not _is_loopback(bind):
+            return
+        raise ApiError(
+            422,
+            f"auth_mode 'organization' needs Caddy reachable from tenant "
+            f"containers, but caddy.bind is {bind!r}: set caddy.bind to an "
+            "address the containers reach (empty for every interface), or "
+            "create the tenant with auth_mode 'local'",
+            field="auth_mode",
+        )
+
     async def set_auth_mode(self, row: dict, auth_mode: str, *, actor_id: str) -> dict:
         """Switch the tenant between ``local`` and ``organization`` auth.
 
@@ -715,6 +791,7 @@ class TenantManager:
         """
         if auth_mode == row["auth_mode"]:
             return row
+        self._check_management_plane_reachable(auth_mode)
         if row["desired_state"] != "available":
             raise conflict(
                 f"tenant {row['name']!r} is deactivated: reactivate it first"
@@ -790,6 +867,15 @@ class TenantManager:
 def _reads_tenant(permission: str) -> bool:
     resource, _, action = permission.partition(":")
     return resource in ("*", "tenant") and action in ("*", "read")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _new_tenant_secrets() -> dict[str, str]:

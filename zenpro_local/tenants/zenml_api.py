@@ -129,3 +129,27 @@ async def create_service_account_key(
     ) as response:
         created = await _json(response, "creating the API key")
     return created["body"]["key"]
+
+
+async def ensure_project(
+    session: aiohttp.ClientSession, base_url: str, token: str, name: str
+) -> bool:
+    """Create the project ``name`` unless it exists; return whether it was made."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with session.get(
+        f"{base_url}/api/v1/projects",
+        params={"name": name},
+        headers=headers,
+        timeout=_REQUEST_TIMEOUT,
+    ) as response:
+        found = await _json(response, "listing projects")
+    if found.get("total"):
+        return False
+    async with session.post(
+        f"{base_url}/api/v1/projects",
+        json={"name": name, "display_name": name},
+        headers=headers,
+        timeout=_REQUEST_TIMEOUT,
+    ) as response:
+        await _json(response, "creating the project")
+    return True

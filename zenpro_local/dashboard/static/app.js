@@ -380,12 +380,8 @@ async function renderTenant(tenantId) {
                           id: "ca-link" }, "Download the CA certificate");
 
   // A tenant in organization mode signs users in through the daemon, so the
-  // zenml client needs the daemon's URL. Such a tenant starts without a project.
+  // zenml client needs the daemon's URL.
   const proOption = tenant.pro_api_url ? ` --pro-api-url ${tenant.pro_api_url}` : "";
-  const firstUse = tenant.pro_api_url
-    ? [h("p", { text: "Then, on first use, create a project:" }),
-       copyable("zenml project register default --set", "project-command")]
-    : [];
 
   const keyButton = h("button", { type: "button", id: "create-api-key", onclick: createKey },
                       "Create an API key");
@@ -423,7 +419,6 @@ async function renderTenant(tenantId) {
         copyable(`zenml login ${tenant.url} --api-key${proOption}`, "login-api-key"),
         h("p", { text: "Or log in through the browser:" }),
         copyable(`zenml login ${tenant.url}${proOption}`, "login-browser"),
-        ...firstUse,
         h("p", {}, h("a", { href: `${tenant.url}/docs`, target: "_blank", rel: "noopener",
                             id: "docs-link" }, "API documentation (/docs)"))),
       h("section", { class: "panel", "aria-labelledby": "key-title" },
