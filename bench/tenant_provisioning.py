@@ -49,7 +49,7 @@ import docker.errors
 from zenpro_local import config
 from zenpro_local.daemon import daemon_id
 from zenpro_local.images.builder import default_image
-from zenpro_local.runtime.base import LABEL_DAEMON, LABEL_TENANT, SERVER_PORT
+from zenpro_local.runtime.base import LABEL_DAEMON, SERVER_PORT
 from zenpro_local.runtime.docker import DATA_PATH, DATABASE_PATH, SERVER_COMMAND
 from zenpro_local.tenants import zenml_api
 

@@ -9,6 +9,7 @@ stored with scrypt.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -78,6 +79,16 @@ def verify_password(password: str, stored: str | None) -> bool:
         return False
     actual = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p))
     return hmac.compare_digest(actual, base64.b64decode(digest))
+
+
+@functools.cache
+def decoy_password_hash() -> str:
+    """Return a hash of a random password, to check a sign-in against.
+
+    Checking unknown usernames against it costs one scrypt too, so response
+    times do not tell which usernames exist.
+    """
+    return hash_password(secrets.token_hex(16))
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:

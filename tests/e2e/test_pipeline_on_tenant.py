@@ -10,7 +10,6 @@ daemon's CA.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from tests.core.helpers import assert_error, create_organization, create_tenant
 
 CLIENTS = 20

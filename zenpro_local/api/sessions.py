@@ -15,7 +15,6 @@ read nor guess it. The dashboard's script reads it from
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import hmac
 import logging
@@ -185,7 +184,7 @@ async def _user_from_password(request: web.Request, body: SessionCreate) -> dict
     # response time does not tell which usernames exist. scrypt takes tens
     # of milliseconds: the event loop stays free meanwhile.
     matches = await asyncio.to_thread(
-        credentials.verify_password, body.password, stored or _decoy_hash()
+        credentials.verify_password, body.password, stored or credentials.decoy_password_hash()
     )
     if not (matches and stored and user["is_active"]):
         limiter.record_failure(address)
@@ -214,11 +213,6 @@ def _check_password_unchanged(store: Store, user: dict) -> None:
         raise ApiError(401, "sign-in failed: the password changed, sign in again")
     if not current["is_active"]:
         raise ApiError(401, "sign-in failed: wrong username or password")
-
-
-@functools.cache
-def _decoy_hash() -> str:
-    return credentials.hash_password(secrets.token_hex(16))
 
 
 def _user_from_api_key(request: web.Request, key: str) -> tuple[dict, str]:

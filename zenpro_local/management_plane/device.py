@@ -143,11 +143,15 @@ async def approve_device(request: web.Request) -> web.Response:
         "SELECT * FROM users WHERE username = ?", [str(form.get("username", ""))]
     )
     password = str(form.get("password", ""))
-    # scrypt takes tens of milliseconds, so it runs off the event loop.
-    matches = user is not None and await asyncio.to_thread(
-        credentials.verify_password, password, user["password_hash"]
+    # scrypt takes tens of milliseconds, so it runs off the event loop, and
+    # it runs for unknown usernames too, so timing does not reveal them.
+    stored = user["password_hash"] if user else None
+    matches = await asyncio.to_thread(
+        credentials.verify_password,
+        password,
+        stored or credentials.decoy_password_hash(),
     )
-    if not matches:
+    if not (matches and stored):
         limiter.record_failure(address)
         logger.info("Device approval with a wrong password from %s", address)
         return _page(user_code, tenant_ref, "Wrong username or password.", status=401)
