@@ -59,7 +59,7 @@ Log:             $DATA_DIR/daemon.log
 Stop it with:    kill \$(cat $DATA_DIR/daemon.pid)
 
 Next: create an organization and a tenant:
-  export ZENPRO_DATA_DIR=$DATA_DIR PATH=$VENV/bin:\$PATH
+  export ZENPRO_DATA_DIR=$DATA_DIR ZENPRO_URL=http://$LISTEN PATH=$VENV/bin:\$PATH
   zenpro-local org create acme
   zenpro-local tenant create acme alpha --wait
 TEXT

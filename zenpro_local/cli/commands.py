@@ -194,7 +194,9 @@ def tenant_api_key(client: Client, args: argparse.Namespace) -> int:
         command = f"zenml login {created['url']} --api-key"
         if created.get("pro_api_url"):
             command += f" --pro-api-url {created['pro_api_url']}"
-        print(f"\nConnect with: {command}")
+        print("\nConnect with (the CA from GET /api/v1/ca.pem in ca.pem):")
+        print("  export REQUESTS_CA_BUNDLE=$PWD/ca.pem")
+        print(f"  {command}")
     return 0
 
 

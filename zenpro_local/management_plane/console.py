@@ -10,6 +10,7 @@ tenant sends browsers that try to sign in; it explains the CLI login.
 from __future__ import annotations
 
 import html
+import urllib.parse
 
 from aiohttp import web
 
@@ -39,7 +40,7 @@ async def tenant_page(request: web.Request) -> web.Response:
         body = (
             f"<p>No tenant named <b>{html.escape(name)}</b> exists on this "
             "daemon. Ask an administrator, or list tenants with "
-            "<code>zenpro-local tenants list</code>.</p>"
+            "<code>zenpro-local tenant list</code>.</p>"
         )
         return web.Response(
             text=html_page("Tenant not found", body), status=404, content_type="text/html"
@@ -48,6 +49,22 @@ async def tenant_page(request: web.Request) -> web.Response:
         text=html_page(f"Tenant {row['name']}", _tenant_body(request, row)),
         content_type="text/html",
     )
+
+
+@route(
+    "GET",
+    CONSOLE + "/workspaces/{name}/{rest:.+}",
+    summary="Send links into a tenant (runs, projects) to its landing page",
+    tag=TAG,
+    public=True,
+    status=302,
+)
+async def tenant_deep_link(request: web.Request) -> web.Response:
+    # The zenml client prints links to runs in ZenML Pro's dashboard, which
+    # the daemon does not reproduce: its tenant page is the nearest one.
+    name = urllib.parse.quote(path_param(request, "name"), safe="")
+    target = f"{urls.console_url(context(request).settings)}/workspaces/{name}"
+    raise web.HTTPFound(target)
 
 
 def _tenant_body(request: web.Request, row: dict) -> str:
