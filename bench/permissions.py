@@ -242,16 +242,9 @@ def run_wrk(port: int, seconds: float, script: Path) -> dict:
 
 async def measure(url: str, tenant_id: str, users: list[str], resources: list[str],
                   seconds: float, concurrency: int) -> dict:
+    token = await tenant_token(url, tenant_id)
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
-        await wait_healthy(session, url)
-        async with session.post(
-            url + "/mp/auth/login",
-            data={"grant_type": "client_credentials", "client_id": tenant_id,
-                  "client_secret": CLIENT_SECRET, "audience": "zenpro-local"},
-        ) as response:
-            assert response.status == 200, await response.text()
-            token = (await response.json())["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
         latencies: list[float] = []
         deadline = time.monotonic() + seconds

@@ -75,7 +75,7 @@ class AdminAddress:
                 "unix//PATH."
             )
         host = host.strip("[]")
-        if not _is_loopback(host):
+        if not is_loopback(host):
             raise ProxyError(
                 f"Caddy admin address {value!r} is not a loopback address or a "
                 "Unix socket. Caddy's admin API has no authentication, so only "
@@ -265,7 +265,8 @@ def _message(text: str) -> str:
     return text.strip()
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Return whether ``host`` is ``localhost`` or a loopback IP address."""
     if host == "localhost":
         return True
     try:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import logging
 import secrets
 import sqlite3
@@ -43,6 +42,7 @@ from zenpro_local.runtime import (
     TenantSpec,
 )
 from zenpro_local.proxy import ProxyError
+from zenpro_local.proxy.caddy_admin import is_loopback
 from zenpro_local.secretbox import SecretBox
 from zenpro_local.store import Store, new_id, utcnow
 from zenpro_local.tenants import ports, zenml_api
@@ -767,7 +767,7 @@ class TenantManager:
         bind = self.settings["caddy.bind"]
         if auth_mode != "organization" or self.runtime is None:
             return
-        if self.runtime.kind != "docker" or not _is_loopback(bind):
+        if self.runtime.kind != "docker" or not is_loopback(bind):
             return
         raise ApiError(
             422,
@@ -867,15 +867,6 @@ class TenantManager:
 def _reads_tenant(permission: str) -> bool:
     resource, _, action = permission.partition(":")
     return resource in ("*", "tenant") and action in ("*", "read")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _new_tenant_secrets() -> dict[str, str]:
