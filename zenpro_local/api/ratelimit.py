@@ -150,6 +150,7 @@ AUTH_LIMITER = web.AppKey("auth_limiter", AuthFailureLimiter)
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def parse_networks(value: str) -> tuple[Network, ...]:
@@ -176,7 +177,7 @@ def client_address(request: web.Request) -> str:
     return _counted(client if client is not None else peer_address)
 
 
-def _parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _parse_address(text: str) -> Address | None:
     """Return the IP address in ``text`` without a zone, IPv4-mapped as IPv4."""
     try:
         address = ipaddress.ip_address(text.partition("%")[0])
@@ -187,7 +188,7 @@ def _parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address |
     return address
 
 
-def _counted(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+def _counted(address: Address) -> str:
     if isinstance(address, ipaddress.IPv6Address):
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)

@@ -184,7 +184,9 @@ async def _user_from_password(request: web.Request, body: SessionCreate) -> dict
     # response time does not tell which usernames exist. scrypt takes tens
     # of milliseconds: the event loop stays free meanwhile.
     matches = await asyncio.to_thread(
-        credentials.verify_password, body.password, stored or credentials.decoy_password_hash()
+        credentials.verify_password,
+        body.password,
+        stored or credentials.decoy_password_hash(),
     )
     if not (matches and stored and user["is_active"]):
         limiter.record_failure(address)

@@ -56,7 +56,6 @@ ADMIN_USERNAME = "zenpro-admin"
 RESERVED_NAMES = ("admin",)
 
 AUTH_MODES = ("local", "organization")
-# Auth mode of new tenants when the request names none.
 # The project a new organization tenant starts with, named as ZenML names
 # the one it creates in local mode.
 DEFAULT_PROJECT = "default"
