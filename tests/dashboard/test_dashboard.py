@@ -128,14 +128,21 @@ def serve_page(html: str) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def tenant_status(driver, name: str) -> str:
-    # The list re-renders as statuses change, so the cell is found and read
-    # in one script call: an element found first could be gone when read.
+def live_text(driver, css: str) -> str:
+    """Return the text of the first element matching ``css``, or "".
+
+    Pages re-render as statuses change, so the element is found and read in
+    one script call: an element found first could be gone when read.
+    """
     return driver.execute_script(
-        "const cell = document.querySelector(arguments[0]);"
-        "return cell ? cell.innerText.trim() : '';",
-        f'tr[data-tenant="{name}"] .status',
+        "const element = document.querySelector(arguments[0]);"
+        "return element ? element.innerText.trim() : '';",
+        css,
     )
+
+
+def tenant_status(driver, name: str) -> str:
+    return live_text(driver, f'tr[data-tenant="{name}"] .status')
 
 
 def both_widths(driver, name: str) -> None:
@@ -366,14 +373,15 @@ async def test_failed_tenant_shows_reason_and_retry(dashboard_daemon, open_brows
     WebDriverWait(driver, TENANT_TIMEOUT, poll_frequency=1).until(
         lambda _: tenant_status(driver, "broken") == "failed"
     )
-    reason = find(driver, 'tr[data-tenant="broken"] .reason').text
+    reason = live_text(driver, 'tr[data-tenant="broken"] .reason')
     assert "image" in reason
     assert find(driver, '[data-retry="broken"]').is_displayed()
     both_widths(driver, "organization-failed")
 
     # Deleting asks for the tenant's name before it does anything.
     driver.find_element(By.LINK_TEXT, "broken").click()
-    assert "Image" in find(driver, "#status-reason").text
+    find(driver, "#status-reason")
+    assert "Image" in live_text(driver, "#status-reason")
     find(driver, "#delete").click()
     confirm = find(driver, "#confirm")
     assert confirm.text == "Delete broken"
@@ -385,7 +393,7 @@ async def test_failed_tenant_shows_reason_and_retry(dashboard_daemon, open_brows
     screenshot(driver, "delete-confirmation")
     press(driver, "#confirm", lambda: "#/org/" in driver.current_url)
     WebDriverWait(driver, TENANT_TIMEOUT, poll_frequency=1).until(
-        lambda _: find(driver, "main .panel").text == "No tenants yet."
+        lambda _: live_text(driver, "main .panel") == "No tenants yet."
     )
     deleted = await daemon.call(
         "GET", f"/api/v1/tenants?organization_id={organization['id']}"
