@@ -6,9 +6,11 @@ Each page is saved as a screenshot at laptop and phone widths under
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.server
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -395,10 +397,12 @@ async def test_failed_tenant_shows_reason_and_retry(dashboard_daemon, open_brows
     WebDriverWait(driver, TENANT_TIMEOUT, poll_frequency=1).until(
         lambda _: live_text(driver, "main .panel") == "No tenants yet."
     )
-    deleted = await daemon.call(
-        "GET", f"/api/v1/tenants?organization_id={organization['id']}"
-    )
-    assert deleted.body["total"] == 0
+    # The deletion runs in the background: wait for the API to finish it.
+    path = f"/api/v1/tenants?organization_id={organization['id']}"
+    deadline = time.monotonic() + TENANT_TIMEOUT
+    while (await daemon.call("GET", path)).body["total"] != 0:
+        assert time.monotonic() < deadline, "the tenant was never deleted"
+        await asyncio.sleep(0.2)
 
 
 async def test_organization_tenant_overview(dashboard_daemon, open_browser):

@@ -272,7 +272,8 @@ async function renderOrganization() {
   const id = state.organizationId;
   const permissions = await allowedActions(id);
   const body = h("tbody");
-  const empty = h("p", { class: "muted", text: "No tenants yet." });
+  // Hidden until the first list arrives, so an empty state never flashes.
+  const empty = h("p", { class: "muted", text: "No tenants yet.", hidden: true });
   const table = h("table", { class: "cards", hidden: true },
     h("thead", {}, h("tr", {}, h("th", { text: "Name" }), h("th", { text: "Status" }),
                                 h("th", { text: "URL" }), h("th", { text: "ZenML version" }))),
