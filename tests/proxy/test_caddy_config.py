@@ -273,7 +273,7 @@ def test_mapping_reason_has_no_braces(tmp_path):
 
     entry = render_mapping(route)
 
-    reason = entry["outputs"][3]
+    reason = entry["outputs"][2]
     assert "{" not in reason
     assert "}" not in reason
     assert json.loads(f'"{reason}"') == route.reason

@@ -154,7 +154,7 @@ async def test_removed_route_gets_404(make_proxy, upstreams, client_for):
     assert reply.status == 404
     assert "t1" not in proxy.routes
     config, _ = await proxy.admin.get("/config/")
-    assert "zenpro-tenant-t1" not in str(config)
+    assert "zenpro-tenant-one" not in str(config)
 
 
 async def test_remove_route_twice_is_harmless(make_proxy):
@@ -169,10 +169,12 @@ async def test_renamed_tenant_moves_host(make_proxy, upstreams, client_for):
     proxy = await make_proxy()
     await proxy.set_route(Route.available("t1", host("old-name"), one.address))
     await proxy.wait_synced()
+    writes = proxy.reload_count
     await proxy.set_route(Route.available("t1", host("new-name"), one.address))
     await proxy.wait_synced()
 
     client = client_for(proxy)
+    assert proxy.reload_count == writes + 1
     assert (await client.get(host("new-name"))).status == 200
     assert (await client.get(host("old-name"))).status == 404
 
@@ -257,8 +259,11 @@ async def test_http_port_redirects_to_https(make_proxy):
 
 async def test_host_outside_base_domain_rejected(make_proxy):
     proxy = await make_proxy()
-    with pytest.raises(ValueError, match="not under the base domain"):
+    with pytest.raises(ValueError, match="not one label under the base domain"):
         await proxy.set_route(Route.available("t1", "one.example.com", "127.0.0.1:1"))
+    with pytest.raises(ValueError, match="use 'deeper.zp.localhost'"):
+        deeper = Route.available("t1", f"deeper.{host('one')}", "127.0.0.1:1")
+        await proxy.set_route(deeper)
 
 
 async def test_admin_host_rejected_for_tenant(make_proxy):
@@ -362,7 +367,7 @@ async def test_caddy_4xx_raises_with_caddy_message(make_proxy):
     squatter = {
         "listen": [f"127.0.0.1:{free_port()}"],
         "routes": [
-            {"@id": "zenpro-tenant-t1", "handle": [{"handler": "static_response"}]}
+            {"@id": "zenpro-tenant-one", "handle": [{"handler": "static_response"}]}
         ],
     }
     await proxy.admin.write("PUT", "/config/apps/http/servers/squatter", squatter)
@@ -373,7 +378,7 @@ async def test_caddy_4xx_raises_with_caddy_message(make_proxy):
 
     message = str(caught.value)
     assert "status 400" in message
-    assert "duplicate ID 'zenpro-tenant-t1'" in message
+    assert "duplicate ID 'zenpro-tenant-one'" in message
 
 
 async def test_wait_synced_recovers_after_failure(make_proxy, upstreams, client_for):
@@ -382,7 +387,7 @@ async def test_wait_synced_recovers_after_failure(make_proxy, upstreams, client_
     squatter = {
         "listen": [f"127.0.0.1:{free_port()}"],
         "routes": [
-            {"@id": "zenpro-tenant-t1", "handle": [{"handler": "static_response"}]}
+            {"@id": "zenpro-tenant-one", "handle": [{"handler": "static_response"}]}
         ],
     }
     await proxy.admin.write("PUT", "/config/apps/http/servers/squatter", squatter)

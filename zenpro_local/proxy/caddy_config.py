@@ -5,22 +5,24 @@ Layout of the daemon's part of Caddy's configuration (JSON)::
     apps.http.servers.<server_name>            HTTPS listener
       routes[]                                 in this order:
         @id zenpro-admin       admin.<base_domain> -> the daemon's admin API
-        @id zenpro-tenants     one map handler: host -> upstream, state, ...
-          mappings[]           one entry per tenant, @id zenpro-tenant-<id>
+        @id zenpro-tenants     *.<base_domain>: one map handler,
+                               tenant label -> upstream, revision, reason
+          mappings[]           one entry per tenant, @id zenpro-tenant-<label>
         ...                    routes of others, left as they are
         @id zenpro-catch-all   404 for every other host, always last
     apps.http.servers.<server_name>-http       optional HTTP -> HTTPS redirect
     apps.tls.certificates.load_files[]         @id zenpro-certificate
 
 Tenants are entries of one map handler rather than one Caddy route each.
-Caddy re-provisions its whole configuration on every change, and a map entry
-costs it less than half of what a route with its own ``reverse_proxy``
-handler costs (measured in docs/performance.md). Each entry still has its own
-``@id``, so one tenant is added, replaced or removed with one small request.
-
-NOTE: Caddy still processes its whole configuration on each change, so adding
-a route with 500 tenants takes about 2.2 to 2.4 times as long as with none,
-end to end (docs/performance.md has the profile).
+Caddy decodes, indexes and provisions its whole configuration again on every
+change, so the time of each change grows with the configuration's size in
+bytes. A map entry costs it less than half of what a route with its own
+``reverse_proxy`` handler costs, and the entries carry no more than they
+must: the tenant's label (not its whole host name) as input and ``@id``, and
+three outputs. A known host has a revision, and an available one also has
+an upstream. docs/performance.md has the figures. Each entry still has its
+own ``@id``, so one tenant is added, replaced or removed with one small
+request.
 
 Caddy replaces ``{placeholders}`` in map outputs and in static response
 bodies, so text that comes from outside (a tenant's unavailability reason)
@@ -60,34 +62,38 @@ MAPPINGS_PATH = f"/id/{TENANTS_ROUTE_ID}/handle/0/mappings"
 
 # Map destinations, in the order of each entry's outputs. Entries stay small
 # on purpose: Caddy's cost per change grows with the size of its whole
-# configuration, so the tenant id is left out (the revision hash covers it).
-_DESTINATIONS = ("upstream", "state", "revision", "reason")
-_UNKNOWN_STATE = "unknown"
+# configuration, so the tenant id and state are left out. The revision hash
+# covers both, and an empty upstream means the tenant is unavailable.
+_DESTINATIONS = ("upstream", "revision", "reason")
 _JSON_HEADERS = {
     "Content-Type": ["application/json"],
     "Cache-Control": ["no-store"],
 }
 
 
-def tenant_route_id(tenant_id: str) -> str:
-    """Return the Caddy ``@id`` of a tenant's map entry."""
-    return f"{TENANT_ID_PREFIX}{tenant_id}"
+def tenant_label(host: str) -> str:
+    """Return the first label of a tenant's host name, the map's input."""
+    return host.partition(".")[0]
 
 
 def render_mapping(route: Route) -> dict[str, Any]:
-    """Return the tenant map entry for ``route``."""
+    """Return the tenant map entry for ``route``.
+
+    The route's host must be one label under the base domain, as
+    :class:`~zenpro_local.proxy.Proxy` checks.
+    """
+    label = tenant_label(route.host)
     reason = _json_string_content(route.reason)
-    outputs = [route.upstream or "", route.state.value, route.revision, reason]
     return {
-        "@id": tenant_route_id(route.tenant_id),
-        "input": route.host,
-        "outputs": outputs,
+        "@id": f"{TENANT_ID_PREFIX}{label}",
+        "input": label,
+        "outputs": [route.upstream or "", route.revision, reason],
     }
 
 
 def render_mappings(routes: list[Route]) -> list[dict[str, Any]]:
-    """Return the map entries of ``routes``, sorted by tenant id."""
-    ordered = sorted(routes, key=lambda route: route.tenant_id)
+    """Return the map entries of ``routes``, sorted by host."""
+    ordered = sorted(routes, key=lambda route: route.host)
     return [render_mapping(route) for route in ordered]
 
 
@@ -353,47 +359,57 @@ def _admin_route(settings: ProxySettings) -> dict[str, Any]:
 
 def _tenants_route(settings: ProxySettings, routes: list[Route]) -> dict[str, Any]:
     placeholders = {name: f"{{zenpro.{name}}}" for name in _DESTINATIONS}
+    # Caddy numbers a host's labels from the right, so this is the label
+    # left of the base domain. The host matcher's "*" is exactly one label.
+    label = "{http.request.host.labels.%d}" % len(settings.base_domain.split("."))
     tenant_map = {
         "handler": "map",
-        "source": "{http.request.host}",
+        "source": label,
         "destinations": [placeholders[name] for name in _DESTINATIONS],
         "mappings": render_mappings(routes),
-        "defaults": ["", _UNKNOWN_STATE, "", ""],
+        "defaults": ["", "", ""],
     }
-    known = {"vars": {placeholders["state"]: ["available", "unavailable"]}}
-    probe = {
-        "match": [{**known, "path": [PROBE_PATH]}],
-        "handle": [
-            _json_response(
-                200,
-                {
-                    "route": "tenant",
-                    "revision": placeholders["revision"],
-                    "state": placeholders["state"],
-                },
-            )
-        ],
-    }
-    available = {
-        "match": [{"vars": {placeholders["state"]: ["available"]}}],
-        "handle": [_reverse_proxy(settings, placeholders["upstream"])],
-    }
+    no_upstream = {"vars": {placeholders["upstream"]: [""]}}
+    no_revision = {"vars": {placeholders["revision"]: [""]}}
+    available = {"not": [no_upstream]}
+    unavailable = {**no_upstream, "not": [no_revision]}
     unavailable_body = {
         "error": "tenant_unavailable",
         "message": "This tenant is not available.",
         "host": "{http.request.host}",
         "reason": placeholders["reason"],
     }
-    unavailable = {
-        "match": [{"vars": {placeholders["state"]: ["unavailable"]}}],
-        "handle": [
-            _json_response(503, unavailable_body, extra_headers={"Retry-After": ["30"]})
-        ],
-    }
+    subroutes = [
+        _probe_route(available, "available", placeholders["revision"]),
+        _probe_route(unavailable, "unavailable", placeholders["revision"]),
+        {
+            "match": [available],
+            "handle": [_reverse_proxy(settings, placeholders["upstream"])],
+        },
+        {
+            "match": [unavailable],
+            "handle": [
+                _json_response(
+                    503, unavailable_body, extra_headers={"Retry-After": ["30"]}
+                )
+            ],
+        },
+    ]
     # Hosts that are not in the map match no subroute and fall through to
     # the routes after this one.
-    subroute = {"handler": "subroute", "routes": [probe, available, unavailable]}
-    return {"@id": TENANTS_ROUTE_ID, "handle": [tenant_map, subroute]}
+    return {
+        "@id": TENANTS_ROUTE_ID,
+        "match": [{"host": [f"*.{settings.base_domain}"]}],
+        "handle": [tenant_map, {"handler": "subroute", "routes": subroutes}],
+    }
+
+
+def _probe_route(match: dict[str, Any], state: str, revision: str) -> dict[str, Any]:
+    body = {"route": "tenant", "revision": revision, "state": state}
+    return {
+        "match": [{**match, "path": [PROBE_PATH]}],
+        "handle": [_json_response(200, body)],
+    }
 
 
 def _catch_all_route() -> dict[str, Any]:

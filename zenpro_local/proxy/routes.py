@@ -81,7 +81,7 @@ class Route:
         fields = [self.tenant_id, self.host, self.upstream, self.state.value]
         fields.append(self.reason)
         digest = hashlib.sha256(json.dumps(fields).encode())
-        return digest.hexdigest()[:12]
+        return digest.hexdigest()[:8]
 
 
 def check_hostname(host: str) -> None:

@@ -62,6 +62,7 @@ class Proxy:
             self.admin,
             self._render,
             settings.server_name,
+            settings.base_domain,
             admin_host=settings.admin_host,
             ensure_caddy=self._ensure_caddy if self.process else None,
             coalesce_delay=settings.coalesce_delay,
@@ -157,8 +158,8 @@ class Proxy:
         """Add or replace the route of ``route.tenant_id``.
 
         Raises:
-            ValueError: The host is outside the base domain, is the admin
-                host, or belongs to another tenant.
+            ValueError: The host is not one label under the base domain, is
+                the admin host, or belongs to another tenant.
         """
         self._check_host(route)
         self.writer.set(route)
@@ -274,11 +275,12 @@ class Proxy:
     def _check_host(
         self, route: Route, hosts_in_use: dict[str, str] | None = None
     ) -> None:
-        suffix = "." + self.settings.base_domain
-        if not route.host.endswith(suffix):
+        label, _, domain = route.host.partition(".")
+        if domain != self.settings.base_domain:
             raise ValueError(
-                f"Host {route.host!r} of tenant {route.tenant_id} is not under the "
-                f"base domain {self.settings.base_domain!r}."
+                f"Host {route.host!r} of tenant {route.tenant_id} is not one label "
+                f"under the base domain {self.settings.base_domain!r}; use "
+                f"'{label}.{self.settings.base_domain}'."
             )
         if route.host == self.settings.admin_host:
             raise ValueError(

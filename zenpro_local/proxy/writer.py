@@ -36,7 +36,6 @@ from zenpro_local.proxy.caddy_config import (
     merge_config,
     render_mapping,
     render_mappings,
-    tenant_route_id,
 )
 from zenpro_local.proxy.errors import CaddyAdminError, ConfigChangedError, ProxyError
 from zenpro_local.proxy.probe import RouteProbe
@@ -66,6 +65,7 @@ class RouteWriter:
         admin: Client of Caddy's admin API.
         render: Returns the daemon's desired configuration for some routes.
         server_name: Name of the daemon's server in Caddy.
+        base_domain: Tenants' hosts are ``<label>.<base_domain>``.
         probe: Probes changed hosts; None skips probes.
         admin_host: Host of the admin route, probed after full writes.
         ensure_caddy: Called before each full pass; starts the embedded Caddy
@@ -79,6 +79,7 @@ class RouteWriter:
         admin: CaddyAdmin,
         render: Callable[[list[Route]], DesiredConfig],
         server_name: str,
+        base_domain: str,
         probe: RouteProbe | None = None,
         admin_host: str | None = None,
         ensure_caddy: Callable[[], Awaitable[None]] | None = None,
@@ -88,6 +89,7 @@ class RouteWriter:
         self.admin = admin
         self.render = render
         self.server_name = server_name
+        self.base_domain = base_domain
         self.probe = probe
         self.admin_host = admin_host
         self.ensure_caddy = ensure_caddy
@@ -256,7 +258,7 @@ class RouteWriter:
             return
 
         if count == 1:
-            await self._write_one(added, changed, removed, entries)
+            await self._write_one(added, changed, removed, entries, applied)
         else:
             await self._write_all(routes)
         logger.info(
@@ -269,7 +271,7 @@ class RouteWriter:
         self._applied = entries
         by_tenant = {route.tenant_id: route for route in routes}
         probed = [by_tenant[tenant] for tenant in added + changed]
-        gone_hosts = [applied[tenant]["input"] for tenant in removed]
+        gone_hosts = [self._host(applied[tenant]) for tenant in removed]
         await self._probe(probed, gone_hosts)
 
     async def _write_one(
@@ -278,19 +280,23 @@ class RouteWriter:
         changed: list[str],
         removed: list[str],
         entries: dict[str, dict[str, Any]],
+        applied: dict[str, dict[str, Any]],
     ) -> None:
         if added:
             entry = entries[added[0]]
             # PUT on an array index inserts; the entries' order is irrelevant.
             await self.admin.write("PUT", f"{MAPPINGS_PATH}/0", entry)
-            await self._check_entry(added[0], entry)
+            await self._check_entry(added[0], entry["@id"], entry)
         elif changed:
+            # A renamed tenant's entry gets a new @id; PATCH replaces the
+            # entry found by its old one.
             entry = entries[changed[0]]
-            await self.admin.write("PATCH", f"/id/{tenant_route_id(changed[0])}", entry)
-            await self._check_entry(changed[0], entry)
+            await self.admin.write("PATCH", f"/id/{applied[changed[0]]['@id']}", entry)
+            await self._check_entry(changed[0], entry["@id"], entry)
         else:
-            await self.admin.write("DELETE", f"/id/{tenant_route_id(removed[0])}")
-            await self._check_entry(removed[0], None)
+            entry_id = applied[removed[0]]["@id"]
+            await self.admin.write("DELETE", f"/id/{entry_id}")
+            await self._check_entry(removed[0], entry_id, None)
 
     async def _write_all(self, routes: list[Route]) -> None:
         mappings = render_mappings(routes)
@@ -303,11 +309,10 @@ class RouteWriter:
             )
 
     async def _check_entry(
-        self, tenant_id: str, expected: dict[str, Any] | None
+        self, tenant_id: str, entry_id: str, expected: dict[str, Any] | None
     ) -> None:
-        path = f"/id/{tenant_route_id(tenant_id)}"
         try:
-            stored, _ = await self.admin.get(path)
+            stored, _ = await self.admin.get(f"/id/{entry_id}")
         except CaddyAdminError as error:
             if error.status == 404 and expected is None:
                 return
@@ -357,18 +362,17 @@ class RouteWriter:
 
         before = find_mappings(current, self.server_name) or []
         before_by_id = {entry.get("@id"): entry for entry in before}
-        probed = [
-            route
-            for route in routes
-            if before_by_id.get(tenant_route_id(route.tenant_id))
-            != render_mapping(route)
-        ]
+        probed = []
+        for route in routes:
+            entry = render_mapping(route)
+            if before_by_id.get(entry["@id"]) != entry:
+                probed.append(route)
         desired_hosts = {route.host for route in routes}
         gone_hosts = [
-            entry["input"]
+            self._host(entry)
             for entry in before
-            if entry.get("input") not in desired_hosts
-            and str(entry.get("@id", "")).startswith(TENANT_ID_PREFIX)
+            if str(entry.get("@id", "")).startswith(TENANT_ID_PREFIX)
+            and self._host(entry) not in desired_hosts
         ]
         logger.info(
             "Reconciled Caddy's configuration: %d routes, %d changed",
@@ -382,6 +386,9 @@ class RouteWriter:
         if len(gone_hosts) > FULL_WRITE_PROBES:
             gone_hosts = random.sample(gone_hosts, FULL_WRITE_PROBES)
         await self._probe(probed, gone_hosts, admin=True)
+
+    def _host(self, entry: dict[str, Any]) -> str:
+        return f"{entry.get('input')}.{self.base_domain}"
 
     async def _probe(
         self, routes: list[Route], gone_hosts: list[str], admin: bool = False
