@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -193,8 +194,21 @@ async def tenant_token(url: str, tenant_id: str) -> str:
             return (await response.json())["access_token"]
 
 
-def measure_wrk(port: int, token: str, users: list[str], resources: list[str],
-                seconds: float, work_dir: Path) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """Return the CPU time process ``pid`` has used so far, user plus system."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    # Fields 14 and 15 of proc(5), counted from the pid, in clock ticks.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    """Return the CPU time of this process's finished and reaped children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure_wrk(port: int, daemon_pid: int, token: str, users: list[str],
+                resources: list[str], seconds: float, work_dir: Path) -> dict:
     """Load the daemon from wrk, a C client, with CONCURRENCY connections.
 
     Each request names the next user in turn, so the daemon decides for
@@ -212,7 +226,12 @@ def measure_wrk(port: int, token: str, users: list[str], resources: list[str],
     )
     # A short warm-up fills the daemon's caches.
     run_wrk(port, 2, script)
-    return run_wrk(port, seconds, script)
+    daemon_started = cpu_seconds(daemon_pid)
+    client_started = children_cpu_seconds()
+    results = run_wrk(port, seconds, script)
+    results["daemon_cores"] = round((cpu_seconds(daemon_pid) - daemon_started) / seconds, 2)
+    results["client_cores"] = round((children_cpu_seconds() - client_started) / seconds, 2)
+    return results
 
 
 def run_wrk(port: int, seconds: float, script: Path) -> dict:
@@ -240,9 +259,11 @@ def run_wrk(port: int, seconds: float, script: Path) -> dict:
     }
 
 
-async def measure(url: str, tenant_id: str, users: list[str], resources: list[str],
-                  seconds: float, concurrency: int) -> dict:
+async def measure(url: str, daemon_pid: int, tenant_id: str, users: list[str],
+                  resources: list[str], seconds: float, concurrency: int) -> dict:
     token = await tenant_token(url, tenant_id)
+    daemon_started = cpu_seconds(daemon_pid)
+    client_started = time.process_time()
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         headers = {"Authorization": f"Bearer {token}"}
@@ -266,6 +287,8 @@ async def measure(url: str, tenant_id: str, users: list[str], resources: list[st
                 assert sum(body.values()) == 5, body
 
         await asyncio.gather(*(client(n) for n in range(concurrency)))
+    daemon_cores = (cpu_seconds(daemon_pid) - daemon_started) / seconds
+    client_cores = (time.process_time() - client_started) / seconds
     latencies.sort()
     return {
         "requests": len(latencies),
@@ -273,6 +296,8 @@ async def measure(url: str, tenant_id: str, users: list[str], resources: list[st
         "p50_ms": round(statistics.median(latencies) * 1000, 2),
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
         "concurrency": concurrency,
+        "daemon_cores": round(daemon_cores, 2),
+        "client_cores": round(client_cores, 2),
     }
 
 
@@ -295,7 +320,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "http": [
-                asyncio.run(measure(url, tenant_id, users, resources,
+                asyncio.run(measure(url, process.pid, tenant_id, users, resources,
                                     arguments.seconds, concurrency))
                 for concurrency in (1, CONCURRENCY)
             ],
@@ -303,7 +328,8 @@ def main() -> None:
         if shutil.which("wrk"):
             token = asyncio.run(tenant_token(url, tenant_id))
             results["http"].append(
-                measure_wrk(port, token, users, resources, arguments.seconds, data_dir)
+                measure_wrk(port, process.pid, token, users, resources,
+                            arguments.seconds, data_dir)
             )
         else:
             print("wrk is not installed (apt-get install wrk): skipped its run",

@@ -40,11 +40,7 @@ from zenpro_local.management_plane import (  # noqa: F401
 def create_app(context: Context) -> web.Application:
     """Return the admin API application for ``context``."""
     app = web.Application(
-        middlewares=[
-            error_middleware,
-            auth_middleware,
-            management_plane.dispatch_middleware,
-        ],
+        middlewares=[error_middleware, auth_middleware],
         client_max_size=context.settings["max_body_size"],
     )
     app[CONTEXT] = context
@@ -55,5 +51,6 @@ def create_app(context: Context) -> web.Application:
     )
     install_credential_filter()
     add_routes(app)
+    management_plane.add_routes(app)
     openapi.add_static(app)
     return app

@@ -1,48 +1,39 @@
-"""The management plane's router, kept apart from the admin API's.
+"""The management plane's routes, kept apart from the admin API's.
 
 These endpoints speak ZenML Pro's protocol to ZenML servers and the
-``zenml`` CLI, so they stay out of the admin API's route list, OpenAPI
+``zenml`` CLI, so they stay out of the admin API's operation list, OpenAPI
 document and API-key authentication: each handler checks its own bearer
-token. A middleware hands every request under :data:`PREFIX` to this
-router.
+token. :func:`add_routes` puts them on the app's router all the same, so a
+request to one is resolved once and its middleware chain is built once per
+route, like any other. Tenant servers send a permission check with nearly
+every request they serve.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.web_urldispatcher import UrlDispatcher
 
 from zenpro_local.api.errors import Handler
-from zenpro_local.management_plane import PREFIX
 
-ROUTER = UrlDispatcher()
-PATH_PARAMS = web.RequestKey("management_plane_path_params", dict)
+ROUTES: list[tuple[str, str, Handler]] = []
 
 
 def route(method: str, path: str, **description: object):
     """Declare ``handler`` as ``method path``; ``description`` documents it."""
 
     def register(handler: Handler) -> Handler:
-        ROUTER.add_route(method, path, handler)
+        ROUTES.append((method, path, handler))
         return handler
 
     return register
 
 
+def add_routes(app: web.Application) -> None:
+    """Register every management-plane route on ``app``'s router."""
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+
+
 def path_param(request: web.Request, name: str) -> str:
     """Return a path parameter of a management-plane route."""
-    return request[PATH_PARAMS][name]
-
-
-@web.middleware
-async def dispatch_middleware(
-    request: web.Request, handler: Handler
-) -> web.StreamResponse:
-    """Serve requests under :data:`PREFIX` from the management plane's router."""
-    if not request.path.startswith(PREFIX + "/"):
-        return await handler(request)
-    match = await ROUTER.resolve(request)
-    if match.http_exception is not None:
-        raise match.http_exception
-    request[PATH_PARAMS] = dict(match)
-    return await match.handler(request)
+    return request.match_info[name]
