@@ -197,7 +197,8 @@ async def tenant_token(url: str, tenant_id: str) -> str:
 def cpu_seconds(pid: int) -> float:
     """Return the CPU time process ``pid`` has used so far, user plus system."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    # Fields 14 and 15 of proc(5), counted from the pid, in clock ticks.
+    # utime and stime, fields 14 and 15 of proc(5), in clock ticks. The
+    # split starts after the command name, at field 3.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

@@ -7,6 +7,7 @@ import contextlib
 import re
 import shutil
 import sqlite3
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -17,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from tests.conftest import Daemon, Response, make_settings
 from zenpro_local.api.routing import OPERATIONS, Operation
 from zenpro_local.daemon import build_app
+from zenpro_local.management_plane import tokens
 
 ANY_FIELD = object()
 
@@ -149,6 +151,38 @@ async def create_tenant(
     )
     assert response.status == 202, response.body
     return response.body["id"]
+
+
+async def tenant_server_token(daemon: Daemon, tenant_id: str) -> str:
+    """Log in to the management plane as a tenant server; return its token.
+
+    The tenant's client secret is replaced first, through a second SQLite
+    connection, because the daemon keeps the one it generated to itself.
+    """
+    secret = "test-client-secret"
+    with contextlib.closing(sqlite3.connect(daemon.data_dir / "state.db")) as db:
+        with db:
+            db.execute(
+                "UPDATE tenants SET client_secret_hash = ? WHERE id = ?",
+                [tokens.hash_token(secret), tenant_id],
+            )
+
+    login = await daemon.call(
+        "POST",
+        "/mp/auth/login",
+        token=None,
+        data=urllib.parse.urlencode(
+            {
+                "grant_type": "client_credentials",
+                "client_id": tenant_id,
+                "client_secret": secret,
+                "audience": "zenpro-local",
+            }
+        ),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert login.status == 200, login.body
+    return login.body["access_token"]
 
 
 async def add_member(

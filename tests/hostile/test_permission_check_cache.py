@@ -21,10 +21,9 @@ from tests.core.helpers import (
     create_organization,
     create_tenant,
     create_user,
+    tenant_server_token,
 )
-from zenpro_local.management_plane import tokens
 
-CLIENT_SECRET = "test-client-secret"
 STACK = f"stack/{uuid.uuid4()}"
 BODY = json.dumps([STACK]).encode()
 
@@ -34,11 +33,7 @@ async def plane(daemon):
     """A tenant, its token, and a user who may read through a team's role."""
     organization_id = await create_organization(daemon, "acme")
     tenant_id = await create_tenant(daemon, organization_id, "t1")
-    _write(
-        daemon,
-        "UPDATE tenants SET client_secret_hash = ? WHERE id = ?",
-        [tokens.hash_token(CLIENT_SECRET), tenant_id],
-    )
+    token = await tenant_server_token(daemon, tenant_id)
 
     user = await create_user(daemon, "vera")
     await add_member(daemon, organization_id, user.id)
@@ -61,20 +56,9 @@ async def plane(daemon):
         tenant_id=tenant_id,
     )
 
-    login = await daemon.call(
-        "POST",
-        "/mp/auth/login",
-        token=None,
-        data=(
-            f"grant_type=client_credentials&client_id={tenant_id}"
-            f"&client_secret={CLIENT_SECRET}&audience=zenpro-local"
-        ),
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-    )
-    assert login.status == 200, login.body
     return {
         "daemon": daemon,
-        "token": login.body["access_token"],
+        "token": token,
         "user": user,
         "team_id": team.body["id"],
         "tenant_id": tenant_id,

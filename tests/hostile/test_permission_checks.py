@@ -13,7 +13,6 @@ import uuid
 
 import pytest
 
-from zenpro_local.management_plane import tokens
 from tests.core.helpers import (
     add_member,
     assert_error,
@@ -21,9 +20,9 @@ from tests.core.helpers import (
     create_organization,
     create_tenant,
     create_user,
+    tenant_server_token,
 )
 
-CLIENT_SECRET = "test-client-secret"
 STACKS = [f"stack/{uuid.uuid4()}" for _ in range(3)]
 
 
@@ -32,29 +31,13 @@ async def plane(daemon):
     """A tenant record with known client credentials and one Viewer."""
     organization_id = await create_organization(daemon, "acme")
     tenant_id = await create_tenant(daemon, organization_id, "t1")
-    with contextlib.closing(sqlite3.connect(daemon.data_dir / "state.db")) as db:
-        with db:
-            db.execute(
-                "UPDATE tenants SET client_secret_hash = ? WHERE id = ?",
-                [tokens.hash_token(CLIENT_SECRET), tenant_id],
-            )
+    token = await tenant_server_token(daemon, tenant_id)
     user = await create_user(daemon, "vera")
     await add_member(daemon, organization_id, user.id)
     assignment = await assign_role(
         daemon, organization_id, "tenant-viewer", user_id=user.id, tenant_id=tenant_id
     )
-    login = await daemon.call(
-        "POST",
-        "/mp/auth/login",
-        token=None,
-        data=(
-            f"grant_type=client_credentials&client_id={tenant_id}"
-            f"&client_secret={CLIENT_SECRET}&audience=zenpro-local"
-        ),
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-    )
-    assert login.status == 200, login.body
-    return daemon, login.body["access_token"], user, assignment
+    return daemon, token, user, assignment
 
 
 async def _check(daemon, token: str, user_id: str, action: str, body) -> dict:
