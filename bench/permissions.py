@@ -230,8 +230,10 @@ def measure_wrk(port: int, daemon_pid: int, token: str, users: list[str],
     daemon_started = cpu_seconds(daemon_pid)
     client_started = children_cpu_seconds()
     results = run_wrk(port, seconds, script)
-    results["daemon_cores"] = round((cpu_seconds(daemon_pid) - daemon_started) / seconds, 2)
-    results["client_cores"] = round((children_cpu_seconds() - client_started) / seconds, 2)
+    daemon_seconds = cpu_seconds(daemon_pid) - daemon_started
+    client_seconds = children_cpu_seconds() - client_started
+    results["daemon_cores"] = round(daemon_seconds / seconds, 2)
+    results["client_cores"] = round(client_seconds / seconds, 2)
     return results
 
 

@@ -52,6 +52,30 @@ def is_member(store: Store, organization_id: str, user_id: str) -> bool:
     )
 
 
+def user_label(store: Store, user_id: str) -> str:
+    """Return ``user '<username>'`` for messages, with the id if none is found."""
+    user = store.query_one("SELECT username FROM users WHERE id = ?", [user_id])
+    return f"user {user['username'] if user else user_id!r}"
+
+
+def describe(
+    store: Store, user_id: str | None, team_id: str | None, tenant_id: str | None
+) -> tuple[str, str]:
+    """Return the user or team of an assignment and its scope, by name, for messages.
+
+    An id stands in for a name that is not found.
+    """
+    if user_id:
+        holder = user_label(store, user_id)
+    else:
+        team = store.query_one("SELECT name FROM teams WHERE id = ?", [team_id])
+        holder = f"team {team['name'] if team else team_id!r}"
+    if not tenant_id:
+        return holder, "the organization"
+    tenant = store.query_one("SELECT name FROM tenants WHERE id = ?", [tenant_id])
+    return holder, f"tenant {tenant['name'] if tenant else tenant_id!r}"
+
+
 def count_admins(store: Store, organization_id: str) -> int:
     return store.query_one(
         "SELECT count(*) AS n FROM role_assignments WHERE organization_id = ? "
@@ -86,8 +110,7 @@ def insert_assignment(
         "created": utcnow(),
         "created_by": actor_id,
     }
-    holder = f"user {user_id}" if user_id else f"team {team_id}"
-    where = f"tenant {tenant_id}" if tenant_id else "the organization"
+    holder, where = describe(store, user_id, team_id, tenant_id)
     try:
         with store.transaction() as db:
             db["role_assignments"].insert(row)
@@ -127,6 +150,7 @@ def delete_assignment(request: web.Request, row: dict) -> None:
         raise conflict(
             "this is the organization's last Admin: make another user Admin first"
         )
+    holder, where = describe(store, row["user_id"], row["team_id"], row["tenant_id"])
     with store.transaction() as db:
         db["role_assignments"].delete(row["id"])
         store.record_event(
@@ -136,7 +160,7 @@ def delete_assignment(request: web.Request, row: dict) -> None:
             actor_id=principal(request).user_id,
             organization_id=row["organization_id"],
             tenant_id=row["tenant_id"],
-            message=f"role {row['role_name']!r} taken away",
+            message=f"role {row['role_name']!r} taken from {holder} on {where}",
         )
         user_id = row["user_id"]
         if user_id and not is_member(store, row["organization_id"], user_id):

@@ -13,7 +13,7 @@ from zenpro_local.api.changes import save_changes
 from zenpro_local.api.context import context
 from zenpro_local.api.errors import ApiError, conflict, invalid, not_found
 from zenpro_local.api.requests import page, pagination, read_body
-from zenpro_local.api.role_assignments import is_member
+from zenpro_local.api.role_assignments import is_member, user_label
 from zenpro_local.api.roles import ensure_may_grant
 from zenpro_local.api.routing import PAGINATION, route
 from zenpro_local.store import new_id, utcnow
@@ -242,6 +242,7 @@ async def add_team_member(request: web.Request) -> web.Response:
             "add it to the organization first",
         )
     _ensure_may_grant_team_roles(request, row, "grant")
+    member = user_label(store, body.user_id)
     try:
         with store.transaction() as db:
             db["team_members"].insert(
@@ -253,7 +254,7 @@ async def add_team_member(request: web.Request) -> web.Response:
                 row["id"],
                 actor_id=principal(request).user_id,
                 organization_id=row["organization_id"],
-                message=f"user {body.user_id} added to team {row['name']!r}",
+                message=f"{member} added to team {row['name']!r}",
             )
     except sqlite3.IntegrityError:
         raise conflict(f"user {body.user_id!r} is in team {row['name']!r} already") from None
@@ -286,6 +287,6 @@ async def remove_team_member(request: web.Request) -> web.Response:
             row["id"],
             actor_id=principal(request).user_id,
             organization_id=row["organization_id"],
-            message=f"user {user_id} removed from team {row['name']!r}",
+            message=f"{user_label(store, user_id)} removed from team {row['name']!r}",
         )
     return web.Response(status=204)

@@ -1,0 +1,86 @@
+"""Events of role assignments and team changes name users, teams and tenants."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+
+from tests.core.helpers import (
+    add_member,
+    assign_role,
+    create_organization,
+    create_tenant,
+    create_user,
+)
+
+
+async def _messages(daemon, tenant_id: str) -> list[str]:
+    events = await daemon.call("GET", f"/api/v1/tenants/{tenant_id}/events")
+    assert events.status == 200, events.body
+    return [event["message"] for event in events.body["items"]]
+
+
+async def test_grant_and_revoke_name_user_and_tenant(daemon):
+    organization_id = await create_organization(daemon, "acme")
+    tenant_id = await create_tenant(daemon, organization_id, "alpha")
+    user = await create_user(daemon, "vera")
+    await add_member(daemon, organization_id, user.id)
+
+    assignment = await assign_role(
+        daemon, organization_id, "tenant-viewer", user_id=user.id, tenant_id=tenant_id
+    )
+    revoked = await daemon.call("DELETE", f"/api/v1/role_assignments/{assignment}")
+    assert revoked.status == 204, revoked.body
+
+    messages = await _messages(daemon, tenant_id)
+    assert "role 'Viewer' given to user 'vera' on tenant 'alpha'" in messages
+    assert "role 'Viewer' taken from user 'vera' on tenant 'alpha'" in messages
+
+
+async def test_team_grant_names_team(daemon):
+    organization_id = await create_organization(daemon, "acme")
+    tenant_id = await create_tenant(daemon, organization_id, "alpha")
+    team = await daemon.call(
+        "POST",
+        f"/api/v1/organizations/{organization_id}/teams",
+        json={"name": "readers"},
+    )
+    assert team.status == 201, team.body
+
+    await assign_role(
+        daemon,
+        organization_id,
+        "tenant-developer",
+        team_id=team.body["id"],
+        tenant_id=tenant_id,
+    )
+
+    messages = await _messages(daemon, tenant_id)
+    assert "role 'Developer' given to team 'readers' on tenant 'alpha'" in messages
+
+
+async def test_team_membership_names_user(daemon):
+    organization_id = await create_organization(daemon, "acme")
+    user = await create_user(daemon, "vera")
+    await add_member(daemon, organization_id, user.id)
+    team = await daemon.call(
+        "POST",
+        f"/api/v1/organizations/{organization_id}/teams",
+        json={"name": "readers"},
+    )
+    assert team.status == 201, team.body
+    members = f"/api/v1/teams/{team.body['id']}/members"
+
+    joined = await daemon.call("POST", members, json={"user_id": user.id})
+    left = await daemon.call("DELETE", f"{members}/{user.id}")
+
+    assert joined.status == 204, joined.body
+    assert left.status == 204, left.body
+    # No endpoint lists an organization's events, so read the event log.
+    with contextlib.closing(sqlite3.connect(daemon.data_dir / "state.db")) as db:
+        rows = db.execute(
+            "SELECT message FROM events WHERE organization_id = ?", [organization_id]
+        )
+        messages = [message for (message,) in rows]
+    assert "user 'vera' added to team 'readers'" in messages
+    assert "user 'vera' removed from team 'readers'" in messages
