@@ -22,6 +22,7 @@ from zenpro_local.proxy.caddy_config import (
     render_mapping,
 )
 from zenpro_local.proxy.caddy_process import find_caddy_binary
+from zenpro_local.proxy.routes import RouteState
 
 DOMAIN = "zp.example.com"
 ADMIN_LISTEN = "unix//run/zp/admin.sock"
@@ -277,6 +278,16 @@ def test_mapping_reason_has_no_braces(tmp_path):
     assert "{" not in reason
     assert "}" not in reason
     assert json.loads(f'"{reason}"') == route.reason
+
+
+def test_unavailable_mapping_has_no_upstream():
+    route = Route("t1", f"one.{DOMAIN}", "127.0.0.1:20001", RouteState.UNAVAILABLE)
+
+    entry = render_mapping(route)
+
+    assert entry["outputs"][0] == ""
+    assert entry["input"] == "one"
+    assert entry["@id"] == "zenpro-tenant-one"
 
 
 def test_find_mappings_in_rendered_config(tmp_path):

@@ -233,3 +233,43 @@ async def test_failed_start_leaves_no_caddy(data_dir):
 
     assert proxy.process.pid is None
     assert not proxy.process.running
+
+
+async def test_tenant_map_of_older_layout_replaced(make_proxy, upstreams, client_for):
+    one = await upstreams("one")
+    proxy = await make_proxy()
+    routes = [Route.available("t1", host("one"), one.address)]
+    await proxy.replace_all(routes)
+    await proxy.wait_synced()
+    # Before the map was keyed by label, entries had the tenant id as @id,
+    # the whole host as input, and the state as a second output.
+    older = {
+        "@id": TENANTS_ROUTE_ID,
+        "handle": [
+            {
+                "handler": "map",
+                "source": "{http.request.host}",
+                "destinations": [
+                    "{zenpro.upstream}",
+                    "{zenpro.state}",
+                    "{zenpro.revision}",
+                    "{zenpro.reason}",
+                ],
+                "mappings": [
+                    {
+                        "@id": "zenpro-tenant-0b7e8a52-7a6e-4d0e-9d3c-3f1f1e0c2a11",
+                        "input": host("gone"),
+                        "outputs": [one.address, "available", "0123456789ab", ""],
+                    }
+                ],
+                "defaults": ["", "unknown", "", ""],
+            }
+        ],
+    }
+    await proxy.admin.write("PATCH", f"/id/{TENANTS_ROUTE_ID}", older)
+
+    await proxy.reconcile(routes)
+
+    client = client_for(proxy)
+    assert await served(client, "one", "one")
+    assert (await client.get(host("gone"))).status == 404

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zenpro_local.pki import CertificatePaths
-from zenpro_local.proxy.routes import Route
+from zenpro_local.proxy.routes import Route, RouteState
 from zenpro_local.proxy.settings import ProxySettings, TLSMode
 
 ID_PREFIX = "zenpro-"
@@ -84,10 +84,12 @@ def render_mapping(route: Route) -> dict[str, Any]:
     """
     label = tenant_label(route.host)
     reason = _json_string_content(route.reason)
+    # Caddy proxies every entry with an upstream.
+    upstream = route.upstream if route.state is RouteState.AVAILABLE else ""
     return {
         "@id": f"{TENANT_ID_PREFIX}{label}",
         "input": label,
-        "outputs": [route.upstream or "", route.revision, reason],
+        "outputs": [upstream, route.revision, reason],
     }
 
 

@@ -32,8 +32,9 @@ class Route:
     validates every field and raises ``ValueError`` naming the bad one.
 
     Attributes:
-        tenant_id: The tenant's id; it names the route in Caddy.
-        host: The tenant's host name, ``<tenant>.<base_domain>``.
+        tenant_id: The tenant's id; the proxy keeps one route per id.
+        host: The tenant's host name, ``<tenant>.<base_domain>``. Its first
+            label names the route in Caddy.
         upstream: ``HOST:PORT`` of the tenant's server; None when unavailable.
         state: Whether requests are proxied or get a 503 response.
         reason: Why the tenant is unavailable, shown to clients in the 503.

@@ -388,7 +388,11 @@ class RouteWriter:
         await self._probe(probed, gone_hosts, admin=True)
 
     def _host(self, entry: dict[str, Any]) -> str:
-        return f"{entry.get('input')}.{self.base_domain}"
+        label = str(entry.get("input"))
+        # Entries written before the map was keyed by label have whole hosts.
+        if "." in label:
+            return label
+        return f"{label}.{self.base_domain}"
 
     async def _probe(
         self, routes: list[Route], gone_hosts: list[str], admin: bool = False
