@@ -7,6 +7,8 @@ whole life, so Caddy's routes stay valid.
 
 from __future__ import annotations
 
+import itertools
+import random
 import socket
 
 from zenpro_local.store import Store
@@ -33,7 +35,11 @@ def is_bindable(port: int) -> bool:
 
 
 def allocate(store: Store, ports: range) -> int:
-    """Return the lowest port of ``ports`` that no tenant uses and nothing listens on.
+    """Return a port of ``ports`` that no tenant uses and nothing listens on.
+
+    The search starts at a random port of the range and wraps around. Two
+    daemons on one machine with the same range would otherwise both pick
+    its lowest free port while neither tenant server listens yet.
 
     Raises:
         NoFreePortError: naming the range, with the setting that widens it.
@@ -42,7 +48,8 @@ def allocate(store: Store, ports: range) -> int:
         row["port"]
         for row in store.query_all("SELECT port FROM tenants WHERE port IS NOT NULL")
     }
-    for port in ports:
+    start = random.randrange(len(ports))
+    for port in itertools.chain(ports[start:], ports[:start]):
         if port not in taken and is_bindable(port):
             return port
     raise NoFreePortError(
