@@ -1,9 +1,6 @@
-"""Events of role assignments and team changes name users, teams and tenants."""
+"""Event messages name users, teams and tenants; both event lists show them."""
 
 from __future__ import annotations
-
-import contextlib
-import sqlite3
 
 from tests.core.helpers import (
     add_member,
@@ -76,11 +73,28 @@ async def test_team_membership_names_user(daemon):
 
     assert joined.status == 204, joined.body
     assert left.status == 204, left.body
-    # No endpoint lists an organization's events, so read the event log.
-    with contextlib.closing(sqlite3.connect(daemon.data_dir / "state.db")) as db:
-        rows = db.execute(
-            "SELECT message FROM events WHERE organization_id = ?", [organization_id]
-        )
-        messages = [message for (message,) in rows]
+    events = await daemon.call(
+        "GET", f"/api/v1/organizations/{organization_id}/events"
+    )
+    assert events.status == 200, events.body
+    messages = [event["message"] for event in events.body["items"]]
     assert "user 'vera' added to team 'readers'" in messages
     assert "user 'vera' removed from team 'readers'" in messages
+
+
+async def test_organization_events_include_tenant_events(daemon):
+    organization_id = await create_organization(daemon, "acme")
+    tenant_id = await create_tenant(daemon, organization_id, "alpha")
+    path = f"/api/v1/organizations/{organization_id}/events"
+
+    everything = await daemon.call("GET", path)
+    tenant_only = await daemon.call("GET", f"/api/v1/tenants/{tenant_id}/events")
+    last_id = everything.body["items"][-1]["id"]
+    newer = await daemon.call("GET", f"{path}?after={last_id}")
+
+    assert everything.status == 200, everything.body
+    ids = [event["id"] for event in everything.body["items"]]
+    assert ids == sorted(ids)
+    assert {event["id"] for event in tenant_only.body["items"]} <= set(ids)
+    assert any(event["tenant_id"] == tenant_id for event in everything.body["items"])
+    assert newer.body == {"items": [], "total": 0, "offset": 0, "limit": 50}

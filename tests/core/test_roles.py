@@ -179,6 +179,7 @@ ACTIONS = {
     ),
     "role.delete": lambda w: ("DELETE", f"/api/v1/roles/{w.role_id}", None),
     "assignment.list": lambda w: ("GET", _organization(w) + "/role_assignments", None),
+    "organization.events": lambda w: ("GET", _organization(w) + "/events", None),
     "assignment.create_organization": lambda w: (
         "POST",
         _organization(w) + "/role_assignments",
@@ -229,6 +230,7 @@ EXPECTED = {
     "role.update": (200, 200, 403, 403, 403, 403, 403),
     "role.delete": (204, 204, 403, 403, 403, 403, 403),
     "assignment.list": (200, 200, 200, 403, 403, 403, 403),
+    "organization.events": (200, 200, 200, 403, 403, 403, 403),
     "assignment.create_organization": (201, 201, 403, 403, 403, 403, 403),
     "assignment.create_tenant": (201, 201, 403, 404, 201, 403, 403),
     "assignment.delete_tenant": (204, 204, 403, 404, 204, 403, 403),

@@ -7,6 +7,7 @@ from aiohttp import web
 # Importing the resource modules and the dashboard declares their routes.
 from zenpro_local import dashboard  # noqa: F401
 from zenpro_local.api import (  # noqa: F401
+    events,
     members,
     openapi,
     organizations,

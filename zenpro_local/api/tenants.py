@@ -22,7 +22,6 @@ from zenpro_local.api.requests import (
     page_body,
     pagination,
     query_bool,
-    query_int,
     read_body,
 )
 from zenpro_local.api.routing import PAGINATION, QueryParam, route
@@ -34,8 +33,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TAG = "tenants"
-# Largest value of the events' "after" parameter; SQLite's integers are 64-bit.
-MAX_EVENT_ID = 2**62
 
 
 def manager(request: web.Request) -> TenantManager:
@@ -208,42 +205,6 @@ async def delete_tenant(request: web.Request) -> web.Response:
     row = access.tenant(request, request.match_info["tenant_id"], "tenant", "delete")
     row = await manager(request).delete(row, purge=purge, actor_id=principal(request).user_id)
     return _accepted(request, row)
-
-
-@route(
-    "GET",
-    "/api/v1/tenants/{tenant_id}/events",
-    summary="List a tenant's events, newest last",
-    tag=TAG,
-    response=models.Page[models.Event],
-    query=PAGINATION
-    + (
-        QueryParam(
-            "after",
-            "integer",
-            "Only events with a greater id.",
-            default=0,
-            minimum=0,
-            maximum=MAX_EVENT_ID,
-        ),
-    ),
-    errors=(401, 404, 422),
-)
-async def list_tenant_events(request: web.Request) -> web.Response:
-    row = access.tenant(request, request.match_info["tenant_id"])
-    offset, limit = pagination(request)
-    after = query_int(request, "after", 0, 0, MAX_EVENT_ID)
-    store = context(request).store
-    total = store.query_one(
-        "SELECT count(*) AS n FROM events WHERE tenant_id = ? AND id > ?",
-        [row["id"], after],
-    )["n"]
-    rows = store.query_all(
-        "SELECT * FROM events WHERE tenant_id = ? AND id > ? ORDER BY id "
-        "LIMIT ? OFFSET ?",
-        [row["id"], after, limit, offset],
-    )
-    return page(rows, total, offset, limit)
 
 
 @route(
