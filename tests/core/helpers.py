@@ -153,6 +153,15 @@ async def create_tenant(
     return response.body["id"]
 
 
+async def create_team(daemon: Daemon, organization_id: str, name: str) -> str:
+    """Create a team in an organization (as the superuser); return its id."""
+    response = await daemon.call(
+        "POST", f"/api/v1/organizations/{organization_id}/teams", json={"name": name}
+    )
+    assert response.status == 201, response.body
+    return response.body["id"]
+
+
 async def tenant_server_token(daemon: Daemon, tenant_id: str) -> str:
     """Log in to the management plane as a tenant server; return its token.
 

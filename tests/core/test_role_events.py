@@ -6,6 +6,7 @@ from tests.core.helpers import (
     add_member,
     assign_role,
     create_organization,
+    create_team,
     create_tenant,
     create_user,
 )
@@ -37,18 +38,13 @@ async def test_grant_and_revoke_name_user_and_tenant(daemon):
 async def test_team_grant_names_team(daemon):
     organization_id = await create_organization(daemon, "acme")
     tenant_id = await create_tenant(daemon, organization_id, "alpha")
-    team = await daemon.call(
-        "POST",
-        f"/api/v1/organizations/{organization_id}/teams",
-        json={"name": "readers"},
-    )
-    assert team.status == 201, team.body
+    team_id = await create_team(daemon, organization_id, "readers")
 
     await assign_role(
         daemon,
         organization_id,
         "tenant-developer",
-        team_id=team.body["id"],
+        team_id=team_id,
         tenant_id=tenant_id,
     )
 
@@ -60,13 +56,8 @@ async def test_team_membership_names_user(daemon):
     organization_id = await create_organization(daemon, "acme")
     user = await create_user(daemon, "vera")
     await add_member(daemon, organization_id, user.id)
-    team = await daemon.call(
-        "POST",
-        f"/api/v1/organizations/{organization_id}/teams",
-        json={"name": "readers"},
-    )
-    assert team.status == 201, team.body
-    members = f"/api/v1/teams/{team.body['id']}/members"
+    team_id = await create_team(daemon, organization_id, "readers")
+    members = f"/api/v1/teams/{team_id}/members"
 
     joined = await daemon.call("POST", members, json={"user_id": user.id})
     left = await daemon.call("DELETE", f"{members}/{user.id}")

@@ -19,6 +19,7 @@ from tests.core.helpers import (
     add_member,
     assign_role,
     create_organization,
+    create_team,
     create_tenant,
     create_user,
     tenant_server_token,
@@ -37,22 +38,17 @@ async def plane(daemon):
 
     user = await create_user(daemon, "vera")
     await add_member(daemon, organization_id, user.id)
-    team = await daemon.call(
-        "POST",
-        f"/api/v1/organizations/{organization_id}/teams",
-        json={"name": "readers"},
-    )
-    assert team.status == 201, team.body
+    team_id = await create_team(daemon, organization_id, "readers")
 
     joined = await daemon.call(
-        "POST", f"/api/v1/teams/{team.body['id']}/members", json={"user_id": user.id}
+        "POST", f"/api/v1/teams/{team_id}/members", json={"user_id": user.id}
     )
     assert joined.status == 204, joined.body
     await assign_role(
         daemon,
         organization_id,
         "tenant-viewer",
-        team_id=team.body["id"],
+        team_id=team_id,
         tenant_id=tenant_id,
     )
 
@@ -60,7 +56,7 @@ async def plane(daemon):
         "daemon": daemon,
         "token": token,
         "user": user,
-        "team_id": team.body["id"],
+        "team_id": team_id,
         "tenant_id": tenant_id,
     }
 
