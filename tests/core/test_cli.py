@@ -90,6 +90,9 @@ async def test_org_create_list_delete(cli):
     shown = (await cli.ok("org", "show", "acme", "--json")).json()
     assert shown["id"] == created["id"]
 
+    events = (await cli.ok("org", "events", "acme", "--json")).json()
+    assert [event["message"] for event in events] == ["organization 'acme' created"]
+
     deleted = await cli.ok("org", "delete", "acme")
     assert "acme" in deleted.stdout
     assert (await cli.ok("org", "list", "--json")).json() == []

@@ -94,6 +94,7 @@ def _organization_commands(top, shared) -> None:
     _add(group, "list", commands.org_list, "List organizations.", shared)
     for name, handler, text in (
         ("show", commands.org_show, "Show an organization."),
+        ("events", commands.org_events, "Show an organization's events."),
         ("delete", commands.org_delete, "Delete an organization without tenants."),
     ):
         _add(group, name, handler, text, shared).add_argument("organization")

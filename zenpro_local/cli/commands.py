@@ -99,6 +99,13 @@ def org_show(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def org_events(client: Client, args: argparse.Namespace) -> int:
+    found = organization(client, args.organization)
+    items = _items(client, f"/api/v1/organizations/{found['id']}/events")
+    print_table(items, ("id", "created", "action", "message"), args.json)
+    return 0
+
+
 def org_delete(client: Client, args: argparse.Namespace) -> int:
     found = organization(client, args.organization)
     client.delete(f"/api/v1/organizations/{found['id']}")
