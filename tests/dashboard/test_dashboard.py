@@ -285,6 +285,10 @@ async def test_admin_creates_tenant_and_connects(
         lambda: "stack-reader"
         in driver.find_element(By.CSS_SELECTOR, "#assignments-title + table").text,
     )
+    newest_event = live_text(driver, "#org-events li:first-child")
+    assert "role 'stack-reader' given to user" in newest_event
+    assert "on tenant 'alpha'" in newest_event
+    assert "alpha: tenant is available at" in live_text(driver, "#org-events")
     both_widths(driver, "members")
 
     driver.find_element(By.CSS_SELECTOR, "#sign-out").click()

@@ -38,7 +38,7 @@ function h(tag, attributes = {}, ...children) {
 
 function show(...children) {
   const main = document.getElementById("main");
-  main.replaceChildren(...children);
+  main.replaceChildren(...children.filter((child) => child));
 }
 
 function toast(message) {
@@ -457,9 +457,7 @@ async function renderTenant(tenantId) {
       "GET", `/api/v1/tenants/${tenant.id}/events?after=${lastEvent}&limit=1000`);
     for (const event of page.items) {
       lastEvent = event.id;
-      events.prepend(h("li", {},
-        h("time", { datetime: event.created, text: event.created.slice(0, 19).replace("T", " ") }),
-        event.message || event.action));
+      events.prepend(eventItem(event));
     }
     while (events.children.length > 30) events.lastChild.remove();
   }
@@ -582,6 +580,8 @@ async function renderMembers() {
     get(`/api/v1/tenants?organization_id=${encodeURIComponent(id)}&limit=1000`),
     get(`${base}/role_assignments?limit=1000`),
   ]);
+  const recent = permissions.has("role_assignment:read")
+    ? await latestEvents(`${base}/events`).catch(() => []) : null;
   const tenantName = Object.fromEntries(tenants.map((tenant) => [tenant.id, tenant.name]));
   const userName = Object.fromEntries(members.map((member) => [member.user.id, member.user.username]));
   const teamName = Object.fromEntries(teams.map((team) => [team.id, team.name]));
@@ -644,7 +644,29 @@ async function renderMembers() {
           h("td", { "data-label": "Scope", text: role.scope }),
           h("td", { "data-label": "Description",
                     text: role.description || role.permissions.join(", ") }))))),
-      permissions.has("role:create") ? roleForm(base, rerender) : null));
+      permissions.has("role:create") ? roleForm(base, rerender) : null),
+    recent && h("section", { class: "panel", "aria-labelledby": "org-events-title" },
+      h("h2", { id: "org-events-title", text: "Recent events" }),
+      recent.length
+        ? h("ol", { class: "events", id: "org-events" }, recent.map((event) =>
+            eventItem(event, event.object_type === "tenant" ? tenantName[event.tenant_id] : "")))
+        : h("p", { class: "muted", text: "No events yet." })));
+}
+
+// Returns the newest `count` events of an event list, newest first.
+async function latestEvents(path, count = 30) {
+  const first = await api("GET", `${path}?limit=1`);
+  const offset = Math.max(0, first.total - count);
+  const page = await api("GET", `${path}?offset=${offset}&limit=${count}`);
+  return page.items.reverse();
+}
+
+// Renders one event, with `subject` (a tenant name) before its message.
+function eventItem(event, subject = "") {
+  const text = event.message || event.action;
+  return h("li", {},
+    h("time", { datetime: event.created, text: event.created.slice(0, 19).replace("T", " ") }),
+    subject ? `${subject}: ${text}` : text);
 }
 
 function options(items, label, value) {
