@@ -24,11 +24,36 @@ class ZenMLApiError(Exception):
     """A ZenML server returned an error or could not be reached."""
 
 
-async def _json(response: aiohttp.ClientResponse, what: str) -> dict:
-    if response.status >= 400:
-        text = (await response.text())[:300]
-        raise ZenMLApiError(f"{what} failed with HTTP {response.status}: {text}")
-    return await response.json()
+async def _call(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    step: str,
+    token: str | None = None,
+    missing_ok: bool = False,
+    **request: object,
+) -> dict | None:
+    """Send one request and return its JSON body.
+
+    Args:
+        step: What the request does, for the error ("creating the project").
+        token: A bearer token to send, if any.
+        missing_ok: Return None for a 404 instead of raising.
+        request: Further arguments of the request (``json``, ``data``).
+
+    Raises:
+        ZenMLApiError: The server returned an error status.
+    """
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with session.request(
+        method, url, headers=headers, timeout=_REQUEST_TIMEOUT, **request
+    ) as response:
+        if response.status == 404 and missing_ok:
+            return None
+        if response.status >= 400:
+            text = (await response.text())[:300]
+            raise ZenMLApiError(f"{step} failed with HTTP {response.status}: {text}")
+        return await response.json()
 
 
 async def is_healthy(session: aiohttp.ClientSession, base_url: str) -> bool:
@@ -69,8 +94,7 @@ async def wait_healthy(
 
 
 async def server_info(session: aiohttp.ClientSession, base_url: str) -> dict:
-    async with session.get(f"{base_url}/api/v1/info", timeout=_REQUEST_TIMEOUT) as response:
-        return await _json(response, "reading server info")
+    return await _call(session, "GET", f"{base_url}/api/v1/info", "reading server info")
 
 
 async def activate(
@@ -78,10 +102,8 @@ async def activate(
 ) -> None:
     """Activate a fresh server, creating its admin user."""
     body = {"admin_username": username, "admin_password": password}
-    async with session.put(
-        f"{base_url}/api/v1/activate", json=body, timeout=_REQUEST_TIMEOUT
-    ) as response:
-        await _json(response, "activating the server")
+    url = f"{base_url}/api/v1/activate"
+    await _call(session, "PUT", url, "activating the server", json=body)
 
 
 async def login(
@@ -89,10 +111,8 @@ async def login(
 ) -> str:
     """Return an access token for a local ZenML user."""
     form = {"username": username, "password": password}
-    async with session.post(
-        f"{base_url}/api/v1/login", data=form, timeout=_REQUEST_TIMEOUT
-    ) as response:
-        return (await _json(response, "logging in"))["access_token"]
+    url = f"{base_url}/api/v1/login"
+    return (await _call(session, "POST", url, "logging in", data=form))["access_token"]
 
 
 async def create_service_account_key(
@@ -103,31 +123,29 @@ async def create_service_account_key(
     key_name: str,
 ) -> str:
     """Create (or reuse) a service account and return a new API key for it."""
-    headers = {"Authorization": f"Bearer {token}"}
     accounts = f"{base_url}/api/v1/service_accounts"
-    async with session.get(
-        f"{accounts}/{account_name}", headers=headers, timeout=_REQUEST_TIMEOUT
-    ) as response:
-        if response.status == 404:
-            account = None
-        else:
-            account = await _json(response, "reading the service account")
+    account = await _call(
+        session,
+        "GET",
+        f"{accounts}/{account_name}",
+        "reading the service account",
+        token,
+        missing_ok=True,
+    )
     if account is None:
-        async with session.post(
-            accounts,
-            json={"name": account_name, "active": True},
-            headers=headers,
-            timeout=_REQUEST_TIMEOUT,
-        ) as response:
-            account = await _json(response, "creating the service account")
+        body = {"name": account_name, "active": True}
+        account = await _call(
+            session, "POST", accounts, "creating the service account", token, json=body
+        )
 
-    async with session.post(
+    created = await _call(
+        session,
+        "POST",
         f"{accounts}/{account['id']}/api_keys",
+        "creating the API key",
+        token,
         json={"name": key_name},
-        headers=headers,
-        timeout=_REQUEST_TIMEOUT,
-    ) as response:
-        created = await _json(response, "creating the API key")
+    )
     return created["body"]["key"]
 
 
@@ -135,21 +153,13 @@ async def ensure_project(
     session: aiohttp.ClientSession, base_url: str, token: str, name: str
 ) -> bool:
     """Create the project ``name`` unless it exists; return whether it was made."""
-    headers = {"Authorization": f"Bearer {token}"}
-    async with session.get(
-        f"{base_url}/api/v1/projects",
-        params={"name": name},
-        headers=headers,
-        timeout=_REQUEST_TIMEOUT,
-    ) as response:
-        found = await _json(response, "listing projects")
+    projects = f"{base_url}/api/v1/projects"
+    found = await _call(
+        session, "GET", projects, "listing projects", token, params={"name": name}
+    )
     if found.get("total"):
         return False
-    async with session.post(
-        f"{base_url}/api/v1/projects",
-        json={"name": name, "display_name": name},
-        headers=headers,
-        timeout=_REQUEST_TIMEOUT,
-    ) as response:
-        await _json(response, "creating the project")
+
+    body = {"name": name, "display_name": name}
+    await _call(session, "POST", projects, "creating the project", token, json=body)
     return True
