@@ -13,7 +13,7 @@ from zenpro_local.api.context import context
 from zenpro_local.api.requests import page, pagination, query_int
 from zenpro_local.api.routing import PAGINATION, QueryParam, route
 
-# Largest value of the "after" parameter; SQLite's integers are 64-bit.
+# Largest value of the "after" parameter. SQLite's integers are 64-bit.
 MAX_EVENT_ID = 2**62
 
 _QUERY = PAGINATION + (

@@ -63,7 +63,7 @@ def describe(
 ) -> tuple[str, str]:
     """Return the user or team of an assignment and its scope, by name, for messages.
 
-    An id stands in for a name that is not found.
+    A name that is not found is replaced by the id.
     """
     if user_id:
         holder = user_label(store, user_id)
